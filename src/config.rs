@@ -1,0 +1,704 @@
+//! TOML → validated [`Config`]. Every problem is collected into one report that names its key, so
+//! an operator fixes a config in one round. Secrets (`*_file`, `*_env`) are resolved here and held
+//! as [`Secret`]; nothing else reads the environment or secret files.
+//!
+//! This module does not open the database, contact Workday or create sink files.
+
+use crate::secret::Secret;
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::{Table, Value};
+use url::Url;
+
+/// Workday serves at most this many entries per page.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub tenants: Vec<TenantConfig>,
+    pub sinks: Vec<SinkConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    pub name: String,
+    pub rest_api_endpoint: Url,
+    /// `…/ccx/api/privacy/v1/{tenant}/activityLogging`, derived from `rest_api_endpoint`.
+    pub activity_url: Url,
+    pub token_endpoint: Url,
+    pub authorization_endpoint: Option<Url>,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub refresh_token: Secret,
+    pub client_auth: ClientAuth,
+    pub backfill: Duration,
+    pub poll_interval: Duration,
+    pub lag: Duration,
+    pub overlap: Duration,
+    pub page_size: u32,
+    /// Longest window asked for in one query; longer ranges are cut.
+    pub max_window: Duration,
+    pub request_timeout: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// Attempts for one request before the poll gives up (the checkpoint stays).
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// HTTP Basic `client_id:client_secret` (Workday's default).
+    Basic,
+    /// `client_id` and `client_secret` in the form body.
+    Body,
+}
+
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    pub name: String,
+    pub kind: SinkKind,
+    pub format: Format,
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkKind {
+    File { path: PathBuf },
+    Stdout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Raw,
+}
+
+/// Every problem found in a config file, each naming its key.
+#[derive(Debug)]
+pub struct ConfigErrors {
+    pub path: PathBuf,
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} problem(s) in {}:",
+            self.problems.len(),
+            self.path.display()
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads, parses and validates `path`, resolving secrets.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            path: path.to_path_buf(),
+            problems: vec![format!("cannot read the config file: {e}")],
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` is used for messages and to resolve relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        let mut problems = Vec::new();
+        let table: Table = match text.parse::<Table>() {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(ConfigErrors {
+                    path: path.to_path_buf(),
+                    problems: vec![format!("not valid TOML: {}", e.to_string().trim())],
+                })
+            }
+        };
+        let base_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut top = Fields::new(&table, String::new(), &mut problems);
+        let state_dir = top.path("state_dir", &base_dir, true);
+        let tenant_values = top.array_of_tables("tenant");
+        let sink_values = top.array_of_tables("sink");
+        top.finish();
+
+        let mut tenants = Vec::new();
+        let mut names = HashSet::new();
+        for (i, t) in tenant_values.iter().enumerate() {
+            if let Some(tc) = parse_tenant(t, i, &base_dir, &mut problems) {
+                if !names.insert(tc.name.clone()) {
+                    problems.push(format!(
+                        "tenant[{i}].name: \"{}\" is used by two tenants; names must be unique",
+                        tc.name
+                    ));
+                }
+                tenants.push(tc);
+            }
+        }
+        if tenant_values.is_empty() {
+            problems.push("tenant: no [[tenant]] section; add one per Workday tenant".into());
+        }
+
+        let mut sinks = Vec::new();
+        let mut sink_names = HashSet::new();
+        let mut file_paths = HashSet::new();
+        for (i, s) in sink_values.iter().enumerate() {
+            if let Some(sc) = parse_sink(s, i, &base_dir, &mut problems) {
+                if !sink_names.insert(sc.name.clone()) {
+                    problems.push(format!(
+                        "sink[{i}].name: \"{}\" is used by two sinks; names must be unique",
+                        sc.name
+                    ));
+                }
+                if let SinkKind::File { path } = &sc.kind {
+                    if !file_paths.insert(path.clone()) {
+                        problems.push(format!(
+                            "sink[{i}].path: {} is written by two sinks",
+                            path.display()
+                        ));
+                    }
+                }
+                sinks.push(sc);
+            }
+        }
+        if sink_values.is_empty() {
+            problems.push("sink: no [[sink]] section; add at least one (type = \"file\")".into());
+        }
+
+        if problems.is_empty() {
+            if let Some(state_dir) = state_dir {
+                return Ok(Config {
+                    state_dir,
+                    tenants,
+                    sinks,
+                });
+            }
+        }
+        Err(ConfigErrors {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.state_dir.join("workday-collector.db")
+    }
+}
+
+fn parse_tenant(
+    t: &Table,
+    i: usize,
+    base_dir: &Path,
+    problems: &mut Vec<String>,
+) -> Option<TenantConfig> {
+    let mut f = Fields::new(t, format!("tenant[{i}]."), problems);
+    let name = f.name("name");
+    let label = |key: &str| match &name {
+        Some(n) => format!("tenant[{i}] ({n}).{key}"),
+        None => format!("tenant[{i}].{key}"),
+    };
+    f.prefix = match &name {
+        Some(n) => format!("tenant[{i}] ({n})."),
+        None => f.prefix.clone(),
+    };
+    let rest = f.url("rest_api_endpoint", true);
+    let token_endpoint = f.url("token_endpoint", true);
+    let authorization_endpoint = f.url("authorization_endpoint", false);
+    let client_id = f.string("client_id", true);
+    let client_secret = f.secret("client_secret", base_dir, true);
+    let refresh_token = f.secret("refresh_token", base_dir, true);
+    let client_auth = match f.string("client_auth", false).as_deref() {
+        None | Some("basic") => Some(ClientAuth::Basic),
+        Some("body") => Some(ClientAuth::Body),
+        Some(other) => {
+            f.problem(
+                "client_auth",
+                format!("\"{other}\" is not one of \"basic\", \"body\""),
+            );
+            None
+        }
+    };
+    let backfill = f.duration("backfill", Duration::from_secs(7 * 86400));
+    let poll_interval = f.duration("poll_interval", Duration::from_secs(300));
+    let lag = f.duration("lag", Duration::from_secs(120));
+    let overlap = f.duration("overlap", Duration::from_secs(900));
+    let max_window = f.duration("max_window", Duration::from_secs(3600));
+    let request_timeout = f.duration("request_timeout", Duration::from_secs(60));
+    let retry_initial = f.duration("retry_initial", Duration::from_secs(1));
+    let retry_max = f.duration("retry_max", Duration::from_secs(300));
+    let page_size = f.integer("page_size", i64::from(MAX_PAGE_SIZE));
+    let max_attempts = f.integer("max_attempts", 8);
+    f.finish();
+
+    let mut ok = true;
+    let mut bad = |key: &str, msg: &str| {
+        problems.push(format!("{}: {msg}", label(key)));
+        ok = false;
+    };
+    let page_size = match page_size {
+        Some(n) if (1..=i64::from(MAX_PAGE_SIZE)).contains(&n) => n as u32,
+        Some(n) => {
+            bad(
+                "page_size",
+                &format!("{n} is out of range; Workday serves 1 to {MAX_PAGE_SIZE} entries per page"),
+            );
+            MAX_PAGE_SIZE
+        }
+        None => MAX_PAGE_SIZE,
+    };
+    let max_attempts = match max_attempts {
+        Some(n) if (1..=100).contains(&n) => n as u32,
+        Some(n) => {
+            bad("max_attempts", &format!("{n} is out of range (1 to 100)"));
+            1
+        }
+        None => 1,
+    };
+    if let (Some(b), Some(l)) = (backfill, lag) {
+        if l >= b {
+            bad("lag", "must be shorter than backfill");
+        }
+    }
+    if let Some(p) = poll_interval {
+        if p < Duration::from_secs(1) {
+            bad("poll_interval", "must be at least 1s");
+        }
+    }
+    if let Some(w) = max_window {
+        if w < Duration::from_secs(10) {
+            bad("max_window", "must be at least 10s");
+        }
+    }
+    if let (Some(a), Some(b)) = (retry_initial, retry_max) {
+        if a.is_zero() || a > b {
+            bad(
+                "retry_initial",
+                "must be above zero and at most retry_max",
+            );
+        }
+    }
+    let activity_url = rest.as_ref().and_then(|u| match activity_url_from(u) {
+        Ok(a) => Some(a),
+        Err(msg) => {
+            bad("rest_api_endpoint", &msg);
+            None
+        }
+    });
+    if !ok {
+        return None;
+    }
+    Some(TenantConfig {
+        name: name?,
+        rest_api_endpoint: rest?,
+        activity_url: activity_url?,
+        token_endpoint: token_endpoint?,
+        authorization_endpoint,
+        client_id: client_id?,
+        client_secret: client_secret?,
+        refresh_token: refresh_token?,
+        client_auth: client_auth?,
+        backfill: backfill?,
+        poll_interval: poll_interval?,
+        lag: lag?,
+        overlap: overlap?,
+        page_size,
+        max_window: max_window?,
+        request_timeout: request_timeout?,
+        retry_initial: retry_initial?,
+        retry_max: retry_max?,
+        max_attempts,
+    })
+}
+
+fn parse_sink(
+    s: &Table,
+    i: usize,
+    base_dir: &Path,
+    problems: &mut Vec<String>,
+) -> Option<SinkConfig> {
+    let mut f = Fields::new(s, format!("sink[{i}]."), problems);
+    let name = f.name("name");
+    if let Some(n) = &name {
+        f.prefix = format!("sink[{i}] ({n}).");
+    }
+    let kind_name = f.string("type", true);
+    let kind = match kind_name.as_deref() {
+        Some("file") => f
+            .path("path", base_dir, true)
+            .map(|path| SinkKind::File { path }),
+        Some("stdout") => Some(SinkKind::Stdout),
+        Some(other) => {
+            f.problem(
+                "type",
+                format!("\"{other}\" is not a sink type this version knows (file, stdout)"),
+            );
+            None
+        }
+        None => None,
+    };
+    let format = match f.string("format", false).as_deref() {
+        None | Some("raw") => Some(Format::Raw),
+        Some(other) => {
+            f.problem(
+                "format",
+                format!("\"{other}\" is not a format this version knows (raw)"),
+            );
+            None
+        }
+    };
+    let batch_size = match f.integer("batch_size", 1000) {
+        Some(n) if (1..=100_000).contains(&n) => Some(n as usize),
+        Some(n) => {
+            f.problem("batch_size", format!("{n} is out of range (1 to 100000)"));
+            None
+        }
+        None => None,
+    };
+    f.finish();
+    Some(SinkConfig {
+        name: name?,
+        kind: kind?,
+        format: format?,
+        batch_size: batch_size?,
+    })
+}
+
+/// `…/ccx/api/v1/{tenant}` (as shown on Workday's screen) or `…/ccx/api/privacy/v1/{tenant}`
+/// (optionally ending in `/activityLogging`) → the activity-log URL.
+pub fn activity_url_from(rest: &Url) -> Result<Url, String> {
+    let path = rest.path().trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let tenant = match segments.as_slice() {
+        ["ccx", "api", "v1", tenant] => *tenant,
+        ["ccx", "api", "privacy", "v1", tenant] => *tenant,
+        ["ccx", "api", "privacy", "v1", tenant, "activityLogging"] => *tenant,
+        _ => {
+            return Err(format!(
+                "\"{rest}\" is not a Workday REST API Endpoint; paste the one shown on \
+                 Workday's View API Clients screen, like https://HOST/ccx/api/v1/TENANT"
+            ))
+        }
+    };
+    let mut url = rest.clone();
+    url.set_path(&format!("/ccx/api/privacy/v1/{tenant}/activityLogging"));
+    url.set_query(None);
+    Ok(url)
+}
+
+/// Parses `"90s"`, `"15m"`, `"2h"`, `"7d"` (a whole number and one unit).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("\"{s}\" has no unit; write it like \"90s\", \"15m\", \"2h\" or \"7d\""))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a duration like \"15m\""))?;
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86400),
+        _ => {
+            return Err(format!(
+                "\"{s}\": unknown unit \"{unit}\"; use s, m, h or d"
+            ))
+        }
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// Workday endpoints must be https, except on loopback (tests, the simulator).
+fn check_endpoint(url: &Url) -> Result<(), String> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
+        "http" => Err(format!(
+            "\"{url}\" is plain http; Workday endpoints must be https (http is accepted only for loopback addresses)"
+        )),
+        other => Err(format!("\"{url}\": scheme \"{other}\" is not https")),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// Expands `$CREDENTIALS_DIRECTORY` / `${CREDENTIALS_DIRECTORY}` (systemd `LoadCredential=`).
+fn expand_credentials_dir(raw: &str) -> Result<String, String> {
+    if !raw.contains("CREDENTIALS_DIRECTORY") {
+        return Ok(raw.to_string());
+    }
+    let dir = std::env::var("CREDENTIALS_DIRECTORY").map_err(|_| {
+        format!("\"{raw}\" names $CREDENTIALS_DIRECTORY, which is not set (it is set by systemd's LoadCredential=)")
+    })?;
+    Ok(raw
+        .replace("${CREDENTIALS_DIRECTORY}", &dir)
+        .replace("$CREDENTIALS_DIRECTORY", &dir))
+}
+
+/// Reads one table's keys, recording problems and which keys were understood.
+struct Fields<'a> {
+    table: &'a Table,
+    prefix: String,
+    seen: BTreeSet<&'static str>,
+    problems: &'a mut Vec<String>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(table: &'a Table, prefix: String, problems: &'a mut Vec<String>) -> Self {
+        Fields {
+            table,
+            prefix,
+            seen: BTreeSet::new(),
+            problems,
+        }
+    }
+
+    fn problem(&mut self, key: &str, msg: String) {
+        self.problems.push(format!("{}{key}: {msg}", self.prefix));
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.seen.insert(key);
+        self.table.get(key)
+    }
+
+    fn string(&mut self, key: &'static str, required: bool) -> Option<String> {
+        match self.get(key) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Some(Value::String(_)) => {
+                self.problem(key, "is empty".into());
+                None
+            }
+            Some(other) => {
+                self.problem(key, format!("must be a string, not {}", other.type_str()));
+                None
+            }
+            None => {
+                if required {
+                    self.problem(key, "is required".into());
+                }
+                None
+            }
+        }
+    }
+
+    fn name(&mut self, key: &'static str) -> Option<String> {
+        let s = self.string(key, true)?;
+        if s.len() > 64
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            self.problem(
+                key,
+                format!("\"{s}\" may use only letters, digits, '-' and '_' (at most 64)"),
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    fn url(&mut self, key: &'static str, required: bool) -> Option<Url> {
+        let s = self.string(key, required)?;
+        match Url::parse(&s) {
+            Ok(u) => match check_endpoint(&u) {
+                Ok(()) => Some(u),
+                Err(msg) => {
+                    self.problem(key, msg);
+                    None
+                }
+            },
+            Err(e) => {
+                self.problem(key, format!("\"{s}\" is not a URL ({e})"));
+                None
+            }
+        }
+    }
+
+    fn path(&mut self, key: &'static str, base_dir: &Path, required: bool) -> Option<PathBuf> {
+        let s = self.string(key, required)?;
+        match expand_credentials_dir(&s) {
+            Ok(s) => Some(base_dir.join(s)),
+            Err(msg) => {
+                self.problem(key, msg);
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &'static str, default: Duration) -> Option<Duration> {
+        match self.get(key) {
+            None => Some(default),
+            Some(Value::String(s)) => match parse_duration(s) {
+                Ok(d) => Some(d),
+                Err(msg) => {
+                    self.problem(key, msg);
+                    None
+                }
+            },
+            Some(other) => {
+                self.problem(
+                    key,
+                    format!(
+                        "must be a string like \"15m\", not {}",
+                        other.type_str()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, key: &'static str, default: i64) -> Option<i64> {
+        match self.get(key) {
+            None => Some(default),
+            Some(Value::Integer(n)) => Some(*n),
+            Some(other) => {
+                self.problem(key, format!("must be a whole number, not {}", other.type_str()));
+                None
+            }
+        }
+    }
+
+    /// `{key}_file` (trailing whitespace trimmed) or `{key}_env`: exactly one of them.
+    fn secret(&mut self, key: &'static str, base_dir: &Path, required: bool) -> Option<Secret> {
+        let (file_key, env_key): (&'static str, &'static str) = match key {
+            "client_secret" => ("client_secret_file", "client_secret_env"),
+            _ => ("refresh_token_file", "refresh_token_env"),
+        };
+        if self.table.contains_key(key) {
+            self.seen.insert(key);
+            self.problem(
+                key,
+                format!("secrets are not written in the config; use {file_key} or {env_key}"),
+            );
+            return None;
+        }
+        let file = self.path(file_key, base_dir, false);
+        let env = self.string(env_key, false);
+        let value = match (file, env) {
+            (Some(_), Some(_)) => {
+                self.problem(file_key, format!("give {file_key} or {env_key}, not both"));
+                return None;
+            }
+            (Some(path), None) => match std::fs::read_to_string(&path) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.problem(file_key, format!("cannot read {}: {e}", path.display()));
+                    return None;
+                }
+            },
+            (None, Some(var)) => match std::env::var(&var) {
+                Ok(v) => v,
+                Err(_) => {
+                    self.problem(env_key, format!("environment variable {var} is not set"));
+                    return None;
+                }
+            },
+            (None, None) => {
+                if required {
+                    self.problem(file_key, format!("is required (or {env_key})"));
+                }
+                return None;
+            }
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            self.problem(file_key, "the secret is empty".into());
+            return None;
+        }
+        Some(Secret::new(value))
+    }
+
+    fn array_of_tables(&mut self, key: &'static str) -> Vec<Table> {
+        match self.get(key) {
+            None => Vec::new(),
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::Table(t) => out.push(t.clone()),
+                        _ => self.problem(key, format!("entry {i} must be a table ([[{key}]])")),
+                    }
+                }
+                out
+            }
+            Some(_) => {
+                self.problem(key, format!("must be written as [[{key}]] sections"));
+                Vec::new()
+            }
+        }
+    }
+
+    fn finish(self) {
+        for key in self.table.keys() {
+            if !self.seen.contains(key.as_str()) {
+                self.problems
+                    .push(format!("{}{key}: unknown key (misspelt?)", self.prefix));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("15").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+
+    #[test]
+    fn activity_url_derivation() {
+        let u = |s: &str| activity_url_from(&Url::parse(s).expect("url"));
+        let want = "https://wd2-impl-services1.workday.com/ccx/api/privacy/v1/acme/activityLogging";
+        assert_eq!(
+            u("https://wd2-impl-services1.workday.com/ccx/api/v1/acme").map(|x| x.to_string()),
+            Ok(want.into())
+        );
+        assert_eq!(
+            u("https://wd2-impl-services1.workday.com/ccx/api/privacy/v1/acme/").map(|x| x.to_string()),
+            Ok(want.into())
+        );
+        assert_eq!(
+            u("https://wd2-impl-services1.workday.com/ccx/api/privacy/v1/acme/activityLogging")
+                .map(|x| x.to_string()),
+            Ok(want.into())
+        );
+        assert!(u("https://wd2-impl-services1.workday.com/acme").is_err());
+    }
+
+    #[test]
+    fn endpoints_must_be_https_unless_loopback() {
+        let ok = |s: &str| check_endpoint(&Url::parse(s).expect("url")).is_ok();
+        assert!(ok("https://services1.myworkday.com/ccx/oauth2/acme/token"));
+        assert!(ok("http://127.0.0.1:8080/x"));
+        assert!(ok("http://[::1]:8080/x"));
+        assert!(ok("http://localhost:8080/x"));
+        assert!(!ok("http://services1.myworkday.com/x"));
+        assert!(!ok("http://10.0.0.1/x"));
+        assert!(!ok("ftp://127.0.0.1/x"));
+    }
+}

@@ -1,0 +1,59 @@
+//! Append-only schema migrations. Never edit a shipped step: add the next one.
+//! `PRAGMA user_version` records how many steps ran.
+
+use anyhow::{bail, Result};
+use rusqlite::Connection;
+
+const STEPS: &[&str] = &[
+    // 1: events, checkpoints, sink cursors, rotated refresh tokens.
+    "CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id BLOB NOT NULL,
+        tenant TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        collected_at_ms INTEGER NOT NULL,
+        raw TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX events_id ON events (id);
+    CREATE INDEX events_tenant_time ON events (tenant, time_ms);
+    CREATE TABLE checkpoints (
+        tenant TEXT PRIMARY KEY,
+        start_ms INTEGER NOT NULL,
+        collected_until_ms INTEGER,
+        updated_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE sink_cursors (
+        sink TEXT PRIMARY KEY,
+        delivered_seq INTEGER NOT NULL,
+        file_len INTEGER,
+        updated_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE refresh_tokens (
+        tenant TEXT PRIMARY KEY,
+        token TEXT NOT NULL,
+        origin_fp TEXT NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    );",
+];
+
+pub const LATEST: i64 = STEPS.len() as i64;
+
+pub fn migrate(conn: &mut Connection, application_id: i64) -> Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > LATEST {
+        bail!(
+            "schema version {current} is newer than this build understands ({LATEST}); \
+             run the newer workday-collector or restore a backup"
+        );
+    }
+    for (i, step) in STEPS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.execute_batch(&format!(
+            "PRAGMA user_version = {}; PRAGMA application_id = {application_id};",
+            i + 1
+        ))?;
+        tx.commit()?;
+    }
+    Ok(())
+}

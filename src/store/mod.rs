@@ -1,0 +1,507 @@
+//! The only code that runs SQL. One SQLite database (WAL) per daemon holds the deduplicated
+//! events, each tenant's checkpoint, each sink's cursor and any rotated refresh token.
+//!
+//! Invariants kept here:
+//! - events of one window and the checkpoint that covers them commit in one transaction;
+//! - a sink's cursor (and a file sink's committed length) move in one transaction;
+//! - an event is pruned only once every configured sink has it and it is older than the dedup
+//!   horizon, so a re-read can never bring it back.
+//!
+//! Rows are kept in insertion order (`seq`, an AUTOINCREMENT rowid, so it never goes backwards
+//! even after pruning) with the 32-byte event id in a separate unique index: measured, that is
+//! several times faster to insert into than a table clustered on the random id.
+//!
+//! It does not know Workday's JSON or any sink's protocol.
+
+mod migrations;
+
+use anyhow::{bail, Context, Result};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Written into the database header, so a foreign SQLite file is refused rather than altered.
+const APPLICATION_ID: i64 = 0x5744_4331; // "WDC1"
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// One event ready to store.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: [u8; 32],
+    /// Workday's `requestTime`, or the collection time when the entry has none.
+    pub time_ms: i64,
+    /// The entry exactly as Workday sent it.
+    pub raw: String,
+}
+
+/// A stored event, as handed to sinks.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub id: [u8; 32],
+    pub tenant: String,
+    pub collected_at_ms: i64,
+    pub raw: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Where the first backfill began; nothing before it is collected.
+    pub start_ms: i64,
+    /// Everything with a `requestTime` before this has been read at least once.
+    pub collected_until_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkCursor {
+    pub delivered_seq: i64,
+    pub file_len: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InsertOutcome {
+    pub inserted: u64,
+    pub duplicates: u64,
+}
+
+impl Store {
+    /// Opens (creating with mode 0600 if needed) and migrates the database at `path`.
+    /// Refuses a file that is not a workday-collector database, without changing it.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            create_private_dir(dir)
+                .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+        }
+        let fresh = !path.exists();
+        if fresh {
+            create_private_file(path)
+                .with_context(|| format!("cannot create database {}", path.display()))?;
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open database {}", path.display()))?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.prepare().with_context(|| {
+            format!(
+                "database {} is unusable; it was left untouched (move it aside to start afresh, \
+                 or restore it from a backup)",
+                path.display()
+            )
+        })?;
+        Ok(store)
+    }
+
+    /// An in-memory database, for tests.
+    pub fn open_in_memory() -> Result<Store> {
+        let conn = Connection::open_in_memory()?;
+        let mut store = Store {
+            conn,
+            path: PathBuf::from(":memory:"),
+        };
+        store.prepare()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn prepare(&mut self) -> Result<()> {
+        self.conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        // A header check before anything writes: a foreign file must not be touched.
+        let app_id: i64 = self
+            .conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .context("not a SQLite database")?;
+        let objects: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .context("not a SQLite database")?;
+        if app_id != APPLICATION_ID && (app_id != 0 || objects != 0) {
+            bail!("not a workday-collector database (application_id {app_id:#x})");
+        }
+        // WAL lets `status` read while the daemon writes; FULL makes each commit durable, which
+        // matters for rotated refresh tokens (Workday may have invalidated the old one).
+        self.conn
+            .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        self.conn.execute_batch(
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+        )?;
+        migrations::migrate(&mut self.conn, APPLICATION_ID)
+    }
+
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    // ---- events ---------------------------------------------------------------------------
+
+    /// Stores a window's events and, in the same transaction, moves the tenant's checkpoint.
+    pub fn insert_window(
+        &mut self,
+        tenant: &str,
+        events: &[NewEvent],
+        collected_at_ms: i64,
+        checkpoint_ms: Option<i64>,
+    ) -> Result<InsertOutcome> {
+        let tx = self.conn.transaction()?;
+        let mut outcome = InsertOutcome::default();
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO events (id, tenant, time_ms, collected_at_ms, raw)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for e in events {
+                let n = stmt.execute(params![&e.id[..], tenant, e.time_ms, collected_at_ms, e.raw])?;
+                if n == 1 {
+                    outcome.inserted += 1;
+                } else {
+                    outcome.duplicates += 1;
+                }
+            }
+        }
+        if let Some(cp) = checkpoint_ms {
+            let n = tx.execute(
+                "UPDATE checkpoints SET collected_until_ms = max(coalesce(collected_until_ms, ?2), ?2),
+                        updated_at_ms = ?3
+                 WHERE tenant = ?1",
+                params![tenant, cp, collected_at_ms],
+            )?;
+            if n != 1 {
+                bail!("tenant {tenant} has no checkpoint row; init_checkpoint must run first");
+            }
+        }
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// Up to `limit` events after `after_seq`, in insertion order.
+    pub fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, id, tenant, collected_at_ms, raw FROM events
+             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after_seq, limit as i64], |r| {
+            let id: Vec<u8> = r.get(1)?;
+            Ok((r.get(0)?, id, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, id, tenant, collected_at_ms, raw) = row?;
+            let id: [u8; 32] = id
+                .as_slice()
+                .try_into()
+                .with_context(|| format!("event {seq} has a malformed id"))?;
+            out.push(StoredEvent {
+                seq,
+                id,
+                tenant,
+                collected_at_ms,
+                raw,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn max_seq(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?)
+    }
+
+    pub fn count_events(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))?)
+    }
+
+    /// Deletes a tenant's events that every sink has (`seq <= delivered_everywhere`) and whose
+    /// time is before `before_ms`. Returns how many went.
+    pub fn prune(&mut self, tenant: &str, before_ms: i64, delivered_everywhere: i64) -> Result<u64> {
+        let n = self.conn.execute(
+            "DELETE FROM events WHERE tenant = ?1 AND time_ms < ?2 AND seq <= ?3",
+            params![tenant, before_ms, delivered_everywhere],
+        )?;
+        Ok(n as u64)
+    }
+
+    // ---- checkpoints ----------------------------------------------------------------------
+
+    pub fn checkpoint(&self, tenant: &str) -> Result<Option<Checkpoint>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT start_ms, collected_until_ms FROM checkpoints WHERE tenant = ?1",
+                params![tenant],
+                |r| {
+                    Ok(Checkpoint {
+                        start_ms: r.get(0)?,
+                        collected_until_ms: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Records where a tenant's first backfill starts; a no-op when it already has a checkpoint.
+    pub fn init_checkpoint(&mut self, tenant: &str, start_ms: i64, now_ms: i64) -> Result<Checkpoint> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO checkpoints (tenant, start_ms, collected_until_ms, updated_at_ms)
+             VALUES (?1, ?2, NULL, ?3)",
+            params![tenant, start_ms, now_ms],
+        )?;
+        self.checkpoint(tenant)?
+            .context("checkpoint row vanished right after insert")
+    }
+
+    // ---- sink cursors ---------------------------------------------------------------------
+
+    pub fn sink_cursor(&self, sink: &str) -> Result<SinkCursor> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT delivered_seq, file_len FROM sink_cursors WHERE sink = ?1",
+                params![sink],
+                |r| {
+                    let len: Option<i64> = r.get(1)?;
+                    Ok(SinkCursor {
+                        delivered_seq: r.get(0)?,
+                        file_len: len.map(|l| l.max(0) as u64),
+                    })
+                },
+            )
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// Moves a sink's cursor after it acknowledged everything up to `seq`.
+    pub fn advance_sink(&mut self, sink: &str, cursor: SinkCursor, now_ms: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO sink_cursors (sink, delivered_seq, file_len, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (sink) DO UPDATE SET delivered_seq = excluded.delivered_seq,
+                 file_len = excluded.file_len, updated_at_ms = excluded.updated_at_ms",
+            params![
+                sink,
+                cursor.delivered_seq,
+                cursor.file_len.map(|l| l as i64),
+                now_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    // ---- refresh tokens -------------------------------------------------------------------
+
+    /// The stored (rotated) refresh token and the fingerprint of the configured token it
+    /// descends from.
+    pub fn refresh_token(&self, tenant: &str) -> Result<Option<(String, String)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT token, origin_fp FROM refresh_tokens WHERE tenant = ?1",
+                params![tenant],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Durably stores a rotated refresh token (committed with synchronous = FULL).
+    pub fn save_refresh_token(
+        &mut self,
+        tenant: &str,
+        token: &str,
+        origin_fp: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO refresh_tokens (tenant, token, origin_fp, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant) DO UPDATE SET token = excluded.token,
+                 origin_fp = excluded.origin_fp, updated_at_ms = excluded.updated_at_ms",
+            params![tenant, token, origin_fp, now_ms],
+        )?;
+        Ok(())
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
+/// The database holds refresh tokens: mode 0600 from its first byte. SQLite gives its -wal and
+/// -shm files the same mode.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path).map(|_| ())
+}
+
+/// A store shared by one async task; SQLite work runs on the blocking pool.
+#[derive(Clone)]
+pub struct StoreHandle {
+    inner: Arc<Mutex<Store>>,
+}
+
+impl StoreHandle {
+    pub fn new(store: Store) -> Self {
+        StoreHandle {
+            inner: Arc::new(Mutex::new(store)),
+        }
+    }
+
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(Self::new(Store::open(path)?))
+    }
+
+    /// Runs `f` on the blocking pool. If the calling future is dropped, `f` still runs to
+    /// completion, so a transaction is never torn by cancellation.
+    pub async fn call<F, R>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&mut Store) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = inner
+                .lock()
+                .map_err(|_| anyhow::anyhow!("database handle poisoned by an earlier panic"))?;
+            f(&mut guard)
+        })
+        .await
+        .context("database task failed")?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(n: u8, time_ms: i64) -> NewEvent {
+        NewEvent {
+            id: [n; 32],
+            time_ms,
+            raw: format!("{{\"n\":{n}}}"),
+        }
+    }
+
+    #[test]
+    fn insert_dedups_and_moves_checkpoint_atomically() {
+        let mut s = Store::open_in_memory().expect("open");
+        s.init_checkpoint("acme", 1000, 5000).expect("init");
+        let out = s
+            .insert_window("acme", &[ev(1, 1), ev(2, 2), ev(1, 1)], 10, Some(2000))
+            .expect("insert");
+        assert_eq!(out, InsertOutcome { inserted: 2, duplicates: 1 });
+        let cp = s.checkpoint("acme").expect("cp").expect("row");
+        assert_eq!(cp.collected_until_ms, Some(2000));
+        // The checkpoint never goes backwards.
+        s.insert_window("acme", &[], 10, Some(1500)).expect("insert");
+        assert_eq!(s.checkpoint("acme").expect("cp").expect("row").collected_until_ms, Some(2000));
+        // Without a checkpoint row, the whole transaction is refused: no events either.
+        assert!(s.insert_window("other", &[ev(3, 3)], 10, Some(1)).is_err());
+        assert_eq!(s.count_events().expect("count"), 2);
+    }
+
+    #[test]
+    fn seq_never_goes_backwards_after_pruning() {
+        let mut s = Store::open_in_memory().expect("open");
+        s.init_checkpoint("acme", 0, 0).expect("init");
+        s.insert_window("acme", &[ev(1, 1), ev(2, 2)], 10, None).expect("insert");
+        assert_eq!(s.prune("acme", 100, 2).expect("prune"), 2);
+        s.insert_window("acme", &[ev(3, 3)], 10, None).expect("insert");
+        let evs = s.events_after(2, 10).expect("after");
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].seq, 3);
+    }
+
+    #[test]
+    fn prune_keeps_undelivered_and_recent() {
+        let mut s = Store::open_in_memory().expect("open");
+        s.init_checkpoint("acme", 0, 0).expect("init");
+        s.insert_window("acme", &[ev(1, 1), ev(2, 2), ev(3, 500)], 10, None)
+            .expect("insert");
+        // Only seq 1 is delivered everywhere; seq 3 is recent.
+        assert_eq!(s.prune("acme", 100, 1).expect("prune"), 1);
+        assert_eq!(s.count_events().expect("count"), 2);
+    }
+
+    #[test]
+    fn cursors_and_tokens_round_trip() {
+        let mut s = Store::open_in_memory().expect("open");
+        assert_eq!(s.sink_cursor("f").expect("cursor"), SinkCursor::default());
+        let c = SinkCursor { delivered_seq: 7, file_len: Some(99) };
+        s.advance_sink("f", c, 1).expect("advance");
+        assert_eq!(s.sink_cursor("f").expect("cursor"), c);
+        s.save_refresh_token("acme", "tok", "fp", 1).expect("save");
+        assert_eq!(
+            s.refresh_token("acme").expect("get"),
+            Some(("tok".to_string(), "fp".to_string()))
+        );
+    }
+
+    #[test]
+    fn refuses_foreign_database_and_leaves_it_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("foreign.db");
+        {
+            let c = Connection::open(&path).expect("open");
+            c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);").expect("create");
+        }
+        let before = std::fs::read(&path).expect("read");
+        let err = Store::open(&path).err().expect("must refuse");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("foreign.db"), "{msg}");
+        assert!(msg.contains("not a workday-collector database"), "{msg}");
+        assert_eq!(std::fs::read(&path).expect("read"), before);
+
+        let junk = dir.path().join("junk.db");
+        std::fs::write(&junk, b"this is not sqlite at all, not even close.......").expect("write");
+        let msg = format!("{:#}", Store::open(&junk).err().expect("must refuse"));
+        assert!(msg.contains("junk.db"), "{msg}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn database_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state/db.sqlite");
+        let s = Store::open(&path).expect("open");
+        assert_eq!(s.schema_version().expect("version"), migrations::LATEST);
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        drop(s);
+        // Reopening is fine and keeps the schema.
+        let s = Store::open(&path).expect("reopen");
+        assert_eq!(s.schema_version().expect("version"), migrations::LATEST);
+    }
+}

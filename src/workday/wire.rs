@@ -1,0 +1,232 @@
+//! Workday's activity-log JSON: pages, count probes, error bodies, and the event id.
+//!
+//! Entries are kept as the exact bytes Workday sent (`RawValue`); only `requestTime` is read.
+//! Any field may be missing and unknown fields may appear: neither fails a page.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// One page of `activityLogging`.
+#[derive(Debug)]
+pub struct Page {
+    /// Size of the whole result for this `from`/`to`, whatever `limit`/`offset` said.
+    pub total: Option<u64>,
+    pub entries: Vec<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct PageWire {
+    #[serde(default)]
+    total: Option<Value>,
+    #[serde(default)]
+    data: Option<Vec<Box<RawValue>>>,
+}
+
+/// A number, or a string holding one: Workday has been seen sending both.
+fn as_count(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+pub fn parse_page(body: &[u8]) -> Result<Page, String> {
+    let wire: PageWire = serde_json::from_slice(body).map_err(|e| {
+        format!("activity log page is not the expected JSON ({e}); body starts {}", preview(body))
+    })?;
+    let total = match &wire.total {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(as_count(v).ok_or_else(|| format!("activity log page has a non-numeric total: {v}"))?),
+    };
+    Ok(Page {
+        total,
+        entries: wire.data.unwrap_or_default(),
+    })
+}
+
+/// `returnUserActivityEntryCount=true` answers `{"data":[{"userActivityEntryCount": N}]}`.
+pub fn parse_count(body: &[u8]) -> Result<u64, String> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("count probe answer is not JSON ({e}); body starts {}", preview(body)))?;
+    v.get("data")
+        .and_then(|d| d.get(0))
+        .and_then(|d| d.get("userActivityEntryCount"))
+        .and_then(as_count)
+        .ok_or_else(|| format!("count probe answer has no userActivityEntryCount; body starts {}", preview(body)))
+}
+
+/// Workday's error body: `{"error": "…"}`, with `errors: [{"error": "…"}]` at times, or nothing.
+pub fn error_message(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct ErrWire {
+        error: Option<String>,
+        #[serde(default)]
+        errors: Vec<ErrItem>,
+    }
+    #[derive(Deserialize)]
+    struct ErrItem {
+        error: Option<String>,
+    }
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return "empty body".into();
+    }
+    match serde_json::from_slice::<ErrWire>(body) {
+        Ok(e) => {
+            let mut parts: Vec<String> = e.error.into_iter().collect();
+            parts.extend(e.errors.into_iter().filter_map(|i| i.error));
+            parts.dedup();
+            if parts.is_empty() {
+                format!("body {}", preview(body))
+            } else {
+                parts.join("; ")
+            }
+        }
+        Err(_) => format!("body {}", preview(body)),
+    }
+}
+
+/// The first bytes of a body, printable, for error messages.
+pub fn preview(body: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&body[..body.len().min(120)]);
+    let s: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    format!("{:?}", s.trim())
+}
+
+/// An entry's identity and time, computed over one complete query result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identified {
+    pub id: [u8; 32],
+    pub request_time_ms: Option<i64>,
+}
+
+/// Identifies every entry of one complete response (all pages of one `from`/`to`).
+///
+/// Workday gives no event id, and distinct events can be byte-identical. An entry's id is
+/// SHA-256 over a version tag, the tenant, the entry's canonical JSON (keys sorted, no spaces)
+/// and its occurrence number among identical entries in this response. Identical entries always
+/// share their `requestTime` to the millisecond, and window bounds are whole seconds, so every
+/// response that holds one of them holds all that were visible: a re-read gives the same ids,
+/// and a second identical event gets occurrence 1.
+pub fn identify(tenant: &str, entries: &[Box<RawValue>]) -> Vec<Identified> {
+    let mut seen: HashMap<String, u32> = HashMap::with_capacity(entries.len());
+    entries
+        .iter()
+        .map(|raw| {
+            let value: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+            let canonical = canonical_json(&value, raw.get());
+            let request_time_ms = value
+                .get("requestTime")
+                .and_then(Value::as_str)
+                .and_then(crate::clock::parse_rfc3339_ms);
+            let occurrence = match seen.get_mut(&canonical) {
+                Some(n) => {
+                    *n += 1;
+                    *n - 1
+                }
+                None => {
+                    seen.insert(canonical.clone(), 1);
+                    0
+                }
+            };
+            let id = event_id(tenant, &canonical, occurrence);
+            Identified { id, request_time_ms }
+        })
+        .collect()
+}
+
+fn canonical_json(value: &Value, raw: &str) -> String {
+    // serde_json's map is a BTreeMap (no preserve_order), so this sorts keys at every depth.
+    serde_json::to_string(value).unwrap_or_else(|_| raw.to_string())
+}
+
+/// The id formula; documented in docs/ARCHITECTURE.md. Changing it re-delivers everything.
+pub fn event_id(tenant: &str, canonical: &str, occurrence: u32) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"workday-activity-v1\n");
+    h.update(tenant.as_bytes());
+    h.update(b"\n");
+    h.update(canonical.as_bytes());
+    h.update(b"\n");
+    h.update(occurrence.to_string().as_bytes());
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raws(items: &[&str]) -> Vec<Box<RawValue>> {
+        items
+            .iter()
+            .map(|s| RawValue::from_string((*s).to_string()).expect("raw"))
+            .collect()
+    }
+
+    #[test]
+    fn page_shapes() {
+        let p = parse_page(br#"{"total": 1563, "data": [{"a":1}, {"b": 2}]}"#).expect("page");
+        assert_eq!(p.total, Some(1563));
+        assert_eq!(p.entries.len(), 2);
+        assert_eq!(p.entries[1].get(), r#"{"b": 2}"#);
+        let p = parse_page(br#"{"total": "364", "data": []}"#).expect("page");
+        assert_eq!((p.total, p.entries.len()), (Some(364), 0));
+        let p = parse_page(br#"{"data": null}"#).expect("page");
+        assert_eq!((p.total, p.entries.len()), (None, 0));
+        assert!(parse_page(b"<html>maintenance</html>").is_err());
+        assert!(parse_page(br#"{"total": "many", "data": []}"#).is_err());
+        assert!(parse_page(br#"{"total": 3, "data": [1, 2"#).is_err());
+    }
+
+    #[test]
+    fn count_probe_number_or_string() {
+        assert_eq!(parse_count(br#"{"data":[{"userActivityEntryCount":12}]}"#), Ok(12));
+        assert_eq!(parse_count(br#"{"total":1,"data":[{"userActivityEntryCount":"12345"}]}"#), Ok(12345));
+        assert!(parse_count(br#"{"data":[]}"#).is_err());
+    }
+
+    #[test]
+    fn error_bodies() {
+        assert_eq!(error_message(br#"{"error":"invalid request"}"#), "invalid request");
+        assert_eq!(
+            error_message(br#"{"error":"bad","errors":[{"error":"from is required"}]}"#),
+            "bad; from is required"
+        );
+        assert_eq!(error_message(b""), "empty body");
+        assert!(error_message(b"<html>oops</html>").contains("oops"));
+    }
+
+    #[test]
+    fn identity_is_order_and_whitespace_independent_and_counts_twins() {
+        let a = r#"{"requestTime":"2026-11-27T21:48:30.832Z","systemAccount":"x","taskId":"t"}"#;
+        let a_reordered = r#"{ "taskId": "t", "systemAccount": "x", "requestTime": "2026-11-27T21:48:30.832Z" }"#;
+        let b = r#"{"requestTime":"2026-11-27T21:48:30.832Z","systemAccount":"y","taskId":"t"}"#;
+        let first = identify("acme", &raws(&[a, b, a]));
+        let second = identify("acme", &raws(&[b, a_reordered, a]));
+        // Re-reads in another order collapse onto the same ids…
+        let mut x: Vec<_> = first.iter().map(|i| i.id).collect();
+        let mut y: Vec<_> = second.iter().map(|i| i.id).collect();
+        x.sort();
+        y.sort();
+        assert_eq!(x, y);
+        // …and the two identical events stay two.
+        assert_ne!(first[0].id, first[2].id);
+        assert_eq!(first[0].request_time_ms, crate::clock::parse_rfc3339_ms("2026-11-27T21:48:30.832Z"));
+        // The tenant is part of the identity.
+        assert_ne!(identify("other", &raws(&[a]))[0].id, first[0].id);
+    }
+
+    #[test]
+    fn entries_without_time_or_objects_still_get_ids() {
+        let ids = identify("acme", &raws(&[r#"{"systemAccount":"x"}"#, "42", "null"]));
+        assert_eq!(ids.len(), 3);
+        assert_eq!(ids[0].request_time_ms, None);
+        assert_ne!(ids[1].id, ids[2].id);
+    }
+}
