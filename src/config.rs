@@ -247,7 +247,9 @@ fn parse_tenant(
         Some(n) => {
             bad(
                 "page_size",
-                &format!("{n} is out of range; Workday serves 1 to {MAX_PAGE_SIZE} entries per page"),
+                &format!(
+                    "{n} is out of range; Workday serves 1 to {MAX_PAGE_SIZE} entries per page"
+                ),
             );
             MAX_PAGE_SIZE
         }
@@ -278,10 +280,7 @@ fn parse_tenant(
     }
     if let (Some(a), Some(b)) = (retry_initial, retry_max) {
         if a.is_zero() || a > b {
-            bad(
-                "retry_initial",
-                "must be above zero and at most retry_max",
-            );
+            bad("retry_initial", "must be above zero and at most retry_max");
         }
     }
     let activity_url = rest.as_ref().and_then(|u| match activity_url_from(u) {
@@ -395,9 +394,9 @@ pub fn activity_url_from(rest: &Url) -> Result<Url, String> {
 /// Parses `"90s"`, `"15m"`, `"2h"`, `"7d"` (a whole number and one unit).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("\"{s}\" has no unit; write it like \"90s\", \"15m\", \"2h\" or \"7d\""))?;
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
+        format!("\"{s}\" has no unit; write it like \"90s\", \"15m\", \"2h\" or \"7d\"")
+    })?;
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
@@ -555,10 +554,7 @@ impl<'a> Fields<'a> {
             Some(other) => {
                 self.problem(
                     key,
-                    format!(
-                        "must be a string like \"15m\", not {}",
-                        other.type_str()
-                    ),
+                    format!("must be a string like \"15m\", not {}", other.type_str()),
                 );
                 None
             }
@@ -570,7 +566,10 @@ impl<'a> Fields<'a> {
             None => Some(default),
             Some(Value::Integer(n)) => Some(*n),
             Some(other) => {
-                self.problem(key, format!("must be a whole number, not {}", other.type_str()));
+                self.problem(
+                    key,
+                    format!("must be a whole number, not {}", other.type_str()),
+                );
                 None
             }
         }
@@ -679,7 +678,8 @@ mod tests {
             Ok(want.into())
         );
         assert_eq!(
-            u("https://wd2-impl-services1.workday.com/ccx/api/privacy/v1/acme/").map(|x| x.to_string()),
+            u("https://wd2-impl-services1.workday.com/ccx/api/privacy/v1/acme/")
+                .map(|x| x.to_string()),
             Ok(want.into())
         );
         assert_eq!(

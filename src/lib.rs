@@ -5,8 +5,17 @@
 //! See docs/ARCHITECTURE.md for the invariants.
 
 pub mod auth;
+pub mod cli;
 pub mod clock;
+pub mod collect;
 pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod forward;
+pub mod normalize;
 pub mod secret;
+pub mod sim;
+pub mod sink;
 pub mod store;
+pub mod telemetry;
 pub mod workday;

@@ -1,1 +1,78 @@
-fn main() {}
+//! Thin entry point: parse the command line, call the library, print the error chain.
+
+use clap::Parser;
+use std::process::ExitCode;
+use workday_collector::cli::{Cli, Command};
+use workday_collector::config::Config;
+use workday_collector::{daemon, demo, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format, &cli.log_level);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: OK ({} tenant(s), {} sink(s), state in {})",
+                    config.display(),
+                    c.tenants.len(),
+                    c.sinks.len(),
+                    c.state_dir.display()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Run { config, once } => {
+            let config = Config::load(&config)?;
+            let shutdown = daemon::shutdown_on_signals()?;
+            runtime()?.block_on(daemon::run(config, daemon::RunOptions::new(once, shutdown)))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { once, dir, events } => {
+            let shutdown = daemon::shutdown_on_signals()?;
+            let summary = runtime()?.block_on(demo::demo(&dir, once, events, shutdown))?;
+            demo::print_summary(&summary);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate {
+            listen,
+            seed,
+            events,
+            busy_hour_events,
+            rotate_refresh_tokens,
+            expires_in,
+        } => {
+            let shutdown = daemon::shutdown_on_signals()?;
+            runtime()?.block_on(demo::simulate(
+                listen,
+                seed,
+                events,
+                busy_hour_events,
+                rotate_refresh_tokens,
+                expires_in,
+                shutdown,
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

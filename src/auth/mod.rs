@@ -122,14 +122,15 @@ pub fn oauth_client(t: &TenantConfig) -> OAuthClient {
 }
 
 /// Remembers the HTTP status of the token endpoint's answer, which `oauth2` does not report.
-struct StatusRecorder<'a> {
-    http: &'a reqwest::Client,
+struct StatusRecorder {
+    http: reqwest::Client,
     status: std::sync::Mutex<Option<u16>>,
 }
 
-impl<'c> AsyncHttpClient<'c> for StatusRecorder<'c> {
+impl<'c> AsyncHttpClient<'c> for StatusRecorder {
     type Error = HttpClientError<reqwest::Error>;
-    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + Sync + 'c>>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + Sync + 'c>>;
 
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         Box::pin(async move {
@@ -159,11 +160,14 @@ pub async fn refresh_grant(
     refresh_token: &Secret,
 ) -> Result<Grant, AuthError> {
     let recorder = StatusRecorder {
-        http,
+        http: http.clone(),
         status: std::sync::Mutex::new(None),
     };
     let rt = RefreshToken::new(refresh_token.expose().to_string());
-    let result = oauth.exchange_refresh_token(&rt).request_async(&recorder).await;
+    let result = oauth
+        .exchange_refresh_token(&rt)
+        .request_async(&recorder)
+        .await;
     let status = recorder.status.lock().ok().and_then(|s| *s);
     match result {
         Ok(resp) => {
@@ -275,7 +279,11 @@ pub struct TokenSource {
 impl TokenSource {
     /// Chooses the refresh token: a rotated one stored in the database wins, unless the operator
     /// has since configured a different token (then that newer one is used).
-    pub async fn new(t: &TenantConfig, http: reqwest::Client, store: StoreHandle) -> anyhow::Result<TokenSource> {
+    pub async fn new(
+        t: &TenantConfig,
+        http: reqwest::Client,
+        store: StoreHandle,
+    ) -> anyhow::Result<TokenSource> {
         let origin_fp = t.refresh_token.fingerprint();
         let tenant = t.name.clone();
         let stored = store.call(move |s| s.refresh_token(&tenant)).await?;
@@ -312,11 +320,17 @@ impl TokenSource {
                 return Ok(c.token.clone());
             }
         }
-        let grant = refresh_grant(&self.tenant, &self.oauth, &self.http, &state.refresh_token).await?;
-        self.refreshes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let grant =
+            refresh_grant(&self.tenant, &self.oauth, &self.http, &state.refresh_token).await?;
+        self.refreshes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(new) = grant.rotated {
             // Durable first: Workday may already have invalidated the token we just used.
-            let (tenant, token, fp) = (self.tenant.clone(), new.expose().to_string(), self.origin_fp.clone());
+            let (tenant, token, fp) = (
+                self.tenant.clone(),
+                new.expose().to_string(),
+                self.origin_fp.clone(),
+            );
             let now = chrono::Utc::now().timestamp_millis();
             state.refresh_token = new;
             self.store
@@ -325,7 +339,8 @@ impl TokenSource {
                 .map_err(AuthError::Store)?;
             tracing::info!(tenant = %self.tenant, "workday rotated the refresh token; stored the new one");
         }
-        if !matches!(grant.expires_in_raw, Some(serde_json::Value::Number(ref n)) if n.as_i64().is_some_and(|s| s > 0)) {
+        if !matches!(grant.expires_in_raw, Some(serde_json::Value::Number(ref n)) if n.as_i64().is_some_and(|s| s > 0))
+        {
             tracing::debug!(tenant = %self.tenant, "token response has no usable expires_in; assuming {}s", DEFAULT_LIFETIME.as_secs());
         }
         // Refresh a fifth of the lifetime early (at most 5 minutes), so a poll never starts with
@@ -362,17 +377,37 @@ mod tests {
 
     #[test]
     fn expires_in_forms() {
-        assert_eq!(parse(r#"{"access_token":"a","token_type":"Bearer","expires_in":3600}"#).lifetime(), Duration::from_secs(3600));
-        assert_eq!(parse(r#"{"access_token":"a","token_type":"Bearer","expires_in":-1}"#).lifetime(), DEFAULT_LIFETIME);
-        assert_eq!(parse(r#"{"access_token":"a","expires_in":0}"#).lifetime(), DEFAULT_LIFETIME);
-        assert_eq!(parse(r#"{"access_token":"a","refresh_token":"r","token_type":"Bearer"}"#).lifetime(), DEFAULT_LIFETIME);
-        assert_eq!(parse(r#"{"access_token":"a","expires_in":"1800"}"#).lifetime(), Duration::from_secs(1800));
+        assert_eq!(
+            parse(r#"{"access_token":"a","token_type":"Bearer","expires_in":3600}"#).lifetime(),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            parse(r#"{"access_token":"a","token_type":"Bearer","expires_in":-1}"#).lifetime(),
+            DEFAULT_LIFETIME
+        );
+        assert_eq!(
+            parse(r#"{"access_token":"a","expires_in":0}"#).lifetime(),
+            DEFAULT_LIFETIME
+        );
+        assert_eq!(
+            parse(r#"{"access_token":"a","refresh_token":"r","token_type":"Bearer"}"#).lifetime(),
+            DEFAULT_LIFETIME
+        );
+        assert_eq!(
+            parse(r#"{"access_token":"a","expires_in":"1800"}"#).lifetime(),
+            Duration::from_secs(1800)
+        );
     }
 
     #[test]
     fn debug_of_a_token_response_hides_tokens() {
-        let r = parse(r#"{"access_token":"SECRETACCESS","refresh_token":"SECRETREFRESH","token_type":"Bearer"}"#);
+        let r = parse(
+            r#"{"access_token":"SECRETACCESS","refresh_token":"SECRETREFRESH","token_type":"Bearer"}"#,
+        );
         let d = format!("{r:?}");
-        assert!(!d.contains("SECRETACCESS") && !d.contains("SECRETREFRESH"), "{d}");
+        assert!(
+            !d.contains("SECRETACCESS") && !d.contains("SECRETREFRESH"),
+            "{d}"
+        );
     }
 }

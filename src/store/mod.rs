@@ -163,7 +163,13 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for e in events {
-                let n = stmt.execute(params![&e.id[..], tenant, e.time_ms, collected_at_ms, e.raw])?;
+                let n = stmt.execute(params![
+                    &e.id[..],
+                    tenant,
+                    e.time_ms,
+                    collected_at_ms,
+                    e.raw
+                ])?;
                 if n == 1 {
                     outcome.inserted += 1;
                 } else {
@@ -228,7 +234,12 @@ impl Store {
 
     /// Deletes a tenant's events that every sink has (`seq <= delivered_everywhere`) and whose
     /// time is before `before_ms`. Returns how many went.
-    pub fn prune(&mut self, tenant: &str, before_ms: i64, delivered_everywhere: i64) -> Result<u64> {
+    pub fn prune(
+        &mut self,
+        tenant: &str,
+        before_ms: i64,
+        delivered_everywhere: i64,
+    ) -> Result<u64> {
         let n = self.conn.execute(
             "DELETE FROM events WHERE tenant = ?1 AND time_ms < ?2 AND seq <= ?3",
             params![tenant, before_ms, delivered_everywhere],
@@ -255,7 +266,12 @@ impl Store {
     }
 
     /// Records where a tenant's first backfill starts; a no-op when it already has a checkpoint.
-    pub fn init_checkpoint(&mut self, tenant: &str, start_ms: i64, now_ms: i64) -> Result<Checkpoint> {
+    pub fn init_checkpoint(
+        &mut self,
+        tenant: &str,
+        start_ms: i64,
+        now_ms: i64,
+    ) -> Result<Checkpoint> {
         self.conn.execute(
             "INSERT OR IGNORE INTO checkpoints (tenant, start_ms, collected_until_ms, updated_at_ms)
              VALUES (?1, ?2, NULL, ?3)",
@@ -420,12 +436,25 @@ mod tests {
         let out = s
             .insert_window("acme", &[ev(1, 1), ev(2, 2), ev(1, 1)], 10, Some(2000))
             .expect("insert");
-        assert_eq!(out, InsertOutcome { inserted: 2, duplicates: 1 });
+        assert_eq!(
+            out,
+            InsertOutcome {
+                inserted: 2,
+                duplicates: 1
+            }
+        );
         let cp = s.checkpoint("acme").expect("cp").expect("row");
         assert_eq!(cp.collected_until_ms, Some(2000));
         // The checkpoint never goes backwards.
-        s.insert_window("acme", &[], 10, Some(1500)).expect("insert");
-        assert_eq!(s.checkpoint("acme").expect("cp").expect("row").collected_until_ms, Some(2000));
+        s.insert_window("acme", &[], 10, Some(1500))
+            .expect("insert");
+        assert_eq!(
+            s.checkpoint("acme")
+                .expect("cp")
+                .expect("row")
+                .collected_until_ms,
+            Some(2000)
+        );
         // Without a checkpoint row, the whole transaction is refused: no events either.
         assert!(s.insert_window("other", &[ev(3, 3)], 10, Some(1)).is_err());
         assert_eq!(s.count_events().expect("count"), 2);
@@ -435,9 +464,11 @@ mod tests {
     fn seq_never_goes_backwards_after_pruning() {
         let mut s = Store::open_in_memory().expect("open");
         s.init_checkpoint("acme", 0, 0).expect("init");
-        s.insert_window("acme", &[ev(1, 1), ev(2, 2)], 10, None).expect("insert");
+        s.insert_window("acme", &[ev(1, 1), ev(2, 2)], 10, None)
+            .expect("insert");
         assert_eq!(s.prune("acme", 100, 2).expect("prune"), 2);
-        s.insert_window("acme", &[ev(3, 3)], 10, None).expect("insert");
+        s.insert_window("acme", &[ev(3, 3)], 10, None)
+            .expect("insert");
         let evs = s.events_after(2, 10).expect("after");
         assert_eq!(evs.len(), 1);
         assert_eq!(evs[0].seq, 3);
@@ -458,7 +489,10 @@ mod tests {
     fn cursors_and_tokens_round_trip() {
         let mut s = Store::open_in_memory().expect("open");
         assert_eq!(s.sink_cursor("f").expect("cursor"), SinkCursor::default());
-        let c = SinkCursor { delivered_seq: 7, file_len: Some(99) };
+        let c = SinkCursor {
+            delivered_seq: 7,
+            file_len: Some(99),
+        };
         s.advance_sink("f", c, 1).expect("advance");
         assert_eq!(s.sink_cursor("f").expect("cursor"), c);
         s.save_refresh_token("acme", "tok", "fp", 1).expect("save");
@@ -474,7 +508,8 @@ mod tests {
         let path = dir.path().join("foreign.db");
         {
             let c = Connection::open(&path).expect("open");
-            c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);").expect("create");
+            c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+                .expect("create");
         }
         let before = std::fs::read(&path).expect("read");
         let err = Store::open(&path).err().expect("must refuse");

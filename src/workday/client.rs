@@ -108,7 +108,13 @@ impl WorkdayClient {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| ApiError::Transient(format!("request to {} failed: {}", self.url, error_chain(&e))))?;
+            .map_err(|e| {
+                ApiError::Transient(format!(
+                    "request to {} failed: {}",
+                    self.url,
+                    error_chain(&e)
+                ))
+            })?;
         let status = resp.status();
         let retry_after = retry_after(resp.headers());
         let body = read_limited(resp).await?;
@@ -116,7 +122,11 @@ impl WorkdayClient {
     }
 }
 
-fn classify(status: StatusCode, retry_after: Option<Duration>, body: Vec<u8>) -> Result<Vec<u8>, ApiError> {
+fn classify(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, ApiError> {
     if status.is_success() {
         return Ok(body);
     }
@@ -209,16 +219,30 @@ mod tests {
 
     #[test]
     fn status_classification() {
-        let c = |s: u16, body: &str| classify(StatusCode::from_u16(s).expect("status"), None, body.as_bytes().to_vec());
+        let c = |s: u16, body: &str| {
+            classify(
+                StatusCode::from_u16(s).expect("status"),
+                None,
+                body.as_bytes().to_vec(),
+            )
+        };
         assert!(matches!(c(200, "{}"), Ok(_)));
         assert!(matches!(c(401, ""), Err(ApiError::Unauthorized(_))));
         assert!(matches!(c(429, ""), Err(ApiError::RateLimited { .. })));
         assert!(matches!(c(500, "<html>"), Err(ApiError::Transient(_))));
-        assert!(matches!(c(503, r#"{"error":"Service Unavailable"}"#), Err(ApiError::Transient(_))));
-        assert!(matches!(c(503, r#"{"error":"Invalid Tenant Name"}"#), Err(ApiError::NeedsPerson(_))));
+        assert!(matches!(
+            c(503, r#"{"error":"Service Unavailable"}"#),
+            Err(ApiError::Transient(_))
+        ));
+        assert!(matches!(
+            c(503, r#"{"error":"Invalid Tenant Name"}"#),
+            Err(ApiError::NeedsPerson(_))
+        ));
         assert!(matches!(c(302, ""), Err(ApiError::NeedsPerson(_))));
         match c(403, r#"{"error":"The task submitted is not authorized."}"#) {
-            Err(ApiError::NeedsPerson(m)) => assert!(m.contains("System Auditing") && m.contains("not authorized")),
+            Err(ApiError::NeedsPerson(m)) => {
+                assert!(m.contains("System Auditing") && m.contains("not authorized"))
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -228,7 +252,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, "7".parse().expect("hv"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().expect("hv"));
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().expect("hv"),
+        );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, "soon".parse().expect("hv"));
         assert_eq!(retry_after(&h), None);

@@ -36,11 +36,16 @@ fn as_count(v: &Value) -> Option<u64> {
 
 pub fn parse_page(body: &[u8]) -> Result<Page, String> {
     let wire: PageWire = serde_json::from_slice(body).map_err(|e| {
-        format!("activity log page is not the expected JSON ({e}); body starts {}", preview(body))
+        format!(
+            "activity log page is not the expected JSON ({e}); body starts {}",
+            preview(body)
+        )
     })?;
     let total = match &wire.total {
         None | Some(Value::Null) => None,
-        Some(v) => Some(as_count(v).ok_or_else(|| format!("activity log page has a non-numeric total: {v}"))?),
+        Some(v) => Some(
+            as_count(v).ok_or_else(|| format!("activity log page has a non-numeric total: {v}"))?,
+        ),
     };
     Ok(Page {
         total,
@@ -50,13 +55,22 @@ pub fn parse_page(body: &[u8]) -> Result<Page, String> {
 
 /// `returnUserActivityEntryCount=true` answers `{"data":[{"userActivityEntryCount": N}]}`.
 pub fn parse_count(body: &[u8]) -> Result<u64, String> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| format!("count probe answer is not JSON ({e}); body starts {}", preview(body)))?;
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "count probe answer is not JSON ({e}); body starts {}",
+            preview(body)
+        )
+    })?;
     v.get("data")
         .and_then(|d| d.get(0))
         .and_then(|d| d.get("userActivityEntryCount"))
         .and_then(as_count)
-        .ok_or_else(|| format!("count probe answer has no userActivityEntryCount; body starts {}", preview(body)))
+        .ok_or_else(|| {
+            format!(
+                "count probe answer has no userActivityEntryCount; body starts {}",
+                preview(body)
+            )
+        })
 }
 
 /// Workday's error body: `{"error": "…"}`, with `errors: [{"error": "…"}]` at times, or nothing.
@@ -136,7 +150,10 @@ pub fn identify(tenant: &str, entries: &[Box<RawValue>]) -> Vec<Identified> {
                 }
             };
             let id = event_id(tenant, &canonical, occurrence);
-            Identified { id, request_time_ms }
+            Identified {
+                id,
+                request_time_ms,
+            }
         })
         .collect()
 }
@@ -186,14 +203,23 @@ mod tests {
 
     #[test]
     fn count_probe_number_or_string() {
-        assert_eq!(parse_count(br#"{"data":[{"userActivityEntryCount":12}]}"#), Ok(12));
-        assert_eq!(parse_count(br#"{"total":1,"data":[{"userActivityEntryCount":"12345"}]}"#), Ok(12345));
+        assert_eq!(
+            parse_count(br#"{"data":[{"userActivityEntryCount":12}]}"#),
+            Ok(12)
+        );
+        assert_eq!(
+            parse_count(br#"{"total":1,"data":[{"userActivityEntryCount":"12345"}]}"#),
+            Ok(12345)
+        );
         assert!(parse_count(br#"{"data":[]}"#).is_err());
     }
 
     #[test]
     fn error_bodies() {
-        assert_eq!(error_message(br#"{"error":"invalid request"}"#), "invalid request");
+        assert_eq!(
+            error_message(br#"{"error":"invalid request"}"#),
+            "invalid request"
+        );
         assert_eq!(
             error_message(br#"{"error":"bad","errors":[{"error":"from is required"}]}"#),
             "bad; from is required"
@@ -205,7 +231,8 @@ mod tests {
     #[test]
     fn identity_is_order_and_whitespace_independent_and_counts_twins() {
         let a = r#"{"requestTime":"2026-11-27T21:48:30.832Z","systemAccount":"x","taskId":"t"}"#;
-        let a_reordered = r#"{ "taskId": "t", "systemAccount": "x", "requestTime": "2026-11-27T21:48:30.832Z" }"#;
+        let a_reordered =
+            r#"{ "taskId": "t", "systemAccount": "x", "requestTime": "2026-11-27T21:48:30.832Z" }"#;
         let b = r#"{"requestTime":"2026-11-27T21:48:30.832Z","systemAccount":"y","taskId":"t"}"#;
         let first = identify("acme", &raws(&[a, b, a]));
         let second = identify("acme", &raws(&[b, a_reordered, a]));
@@ -217,7 +244,10 @@ mod tests {
         assert_eq!(x, y);
         // …and the two identical events stay two.
         assert_ne!(first[0].id, first[2].id);
-        assert_eq!(first[0].request_time_ms, crate::clock::parse_rfc3339_ms("2026-11-27T21:48:30.832Z"));
+        assert_eq!(
+            first[0].request_time_ms,
+            crate::clock::parse_rfc3339_ms("2026-11-27T21:48:30.832Z")
+        );
         // The tenant is part of the identity.
         assert_ne!(identify("other", &raws(&[a]))[0].id, first[0].id);
     }

@@ -1,0 +1,530 @@
+//! Per-tenant collection: which windows to read, reading them completely, and storing each with
+//! the checkpoint that covers it.
+//!
+//! - First start covers `[now − backfill, now − lag]`; later polls `[checkpoint − overlap,
+//!   now − lag]`. Long ranges are cut into windows of at most `max_window`, adjacent windows
+//!   overlapping by a second, so an entry on a boundary is read whatever Workday's bounds mean.
+//! - `from`/`to` stay fixed while paging; `offset` grows by the entries received.
+//! - A window whose `total` reaches Workday's 10,000-entry cap is split (into as many parts as
+//!   its total suggests) until each part fits. Only a single second holding more than the cap
+//!   cannot be split; that is logged as an error and counted, never silent.
+//! - A window is read completely, checked (same `total` on every page, every entry received),
+//!   then stored in one transaction with its checkpoint. A crash loses at most the window in
+//!   hand, which the next poll reads again.
+//!
+//! It does not deliver events (see `forward`) or decide when to poll (see `daemon`).
+
+use crate::auth::{AuthError, TokenSource};
+use crate::clock::{rfc3339_s, Clock};
+use crate::config::TenantConfig;
+use crate::secret::Secret;
+use crate::store::{NewEvent, StoreHandle};
+use crate::telemetry::Stats;
+use crate::workday::client::{ceil_s, floor_s};
+use crate::workday::wire::{self, Page};
+use crate::workday::{ApiError, Query, WorkdayClient, ENTRY_CAP};
+use serde_json::value::RawValue;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Adjacent windows share this much, so an entry on a boundary is in both.
+const BOUNDARY_OVERLAP_MS: i64 = 1000;
+/// Re-reads of a window that changed while it was paged, before taking what came.
+const CONSISTENCY_RETRIES: u32 = 3;
+
+/// One Workday request, owning everything it needs.
+type ApiFuture<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// Credentials or permissions: only a person can fix it. Retrying would not help.
+    #[error("tenant {tenant}: {message}")]
+    NeedsPerson { tenant: String, message: String },
+    /// Workday unavailable, rate limited or answering garbage; the checkpoint stays.
+    #[error("tenant {tenant}: {message}")]
+    Transient { tenant: String, message: String },
+    /// The state database failed; the daemon cannot continue safely.
+    #[error("tenant {tenant}: {source:#}")]
+    Store {
+        tenant: String,
+        source: anyhow::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+impl Window {
+    fn len_ms(&self) -> i64 {
+        self.to_ms - self.from_ms
+    }
+}
+
+/// What one poll did.
+#[derive(Debug, Default, Clone)]
+pub struct PollReport {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub windows: u64,
+    pub pages: u64,
+    pub inserted: u64,
+    pub duplicates: u64,
+    pub splits: u64,
+}
+
+/// Cuts `[from, to]` into windows of at most `max` that overlap their neighbours by a second.
+pub fn plan_windows(from_ms: i64, to_ms: i64, max: Duration) -> Vec<Window> {
+    let max = (max.as_millis() as i64).max(2 * BOUNDARY_OVERLAP_MS);
+    let mut out = Vec::new();
+    let mut start = from_ms;
+    while start < to_ms {
+        let end = (start + max).min(to_ms);
+        out.push(Window {
+            from_ms: start,
+            to_ms: end,
+        });
+        if end == to_ms {
+            break;
+        }
+        start = end - BOUNDARY_OVERLAP_MS;
+    }
+    out
+}
+
+/// Splits a window that holds `total` entries (at or above the cap) into parts of whole seconds
+/// expected to hold about 80% of the cap each; at least two.
+pub fn split_window(w: Window, total: u64) -> Vec<Window> {
+    let target = ENTRY_CAP * 8 / 10;
+    let parts = total.div_ceil(target).clamp(2, 64) as i64;
+    let secs = (w.len_ms() + 999) / 1000;
+    // Parts overlap by a second, so each must span at least two to make progress.
+    let step_s = ((secs + parts - 1) / parts).max(2);
+    let mut out = Vec::new();
+    let mut start = w.from_ms;
+    while start < w.to_ms {
+        let end = (floor_s(start) + step_s * 1000).min(w.to_ms);
+        let end = if end <= start { w.to_ms } else { end };
+        out.push(Window {
+            from_ms: start,
+            to_ms: end,
+        });
+        if end == w.to_ms {
+            break;
+        }
+        start = end - BOUNDARY_OVERLAP_MS;
+    }
+    out
+}
+
+/// Capped exponential backoff with jitter: the n-th wait (n ≥ 1) lies in `[d/2, d]` where
+/// `d = initial · 2^(n−1)`, at most `max`.
+pub fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    let exp = initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let d = exp.min(max);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos() as u64)
+        .unwrap_or(0);
+    let jitter = crate::sim::dataset::mix(nanos ^ u64::from(attempt)) % 1000;
+    d / 2 + d / 2 * (jitter as u32) / 1000
+}
+
+pub struct Collector {
+    pub tenant: TenantConfig,
+    client: WorkdayClient,
+    tokens: TokenSource,
+    store: StoreHandle,
+    clock: Clock,
+    stats: Arc<Stats>,
+    stored: watch::Sender<u64>,
+}
+
+enum WindowRead {
+    Complete(Vec<Box<RawValue>>, u64),
+    Split(Vec<Window>),
+}
+
+impl Collector {
+    pub fn new(
+        tenant: TenantConfig,
+        client: WorkdayClient,
+        tokens: TokenSource,
+        store: StoreHandle,
+        clock: Clock,
+        stats: Arc<Stats>,
+        stored: watch::Sender<u64>,
+    ) -> Self {
+        Collector {
+            tenant,
+            client,
+            tokens,
+            store,
+            clock,
+            stats,
+            stored,
+        }
+    }
+
+    pub fn tokens(&self) -> &TokenSource {
+        &self.tokens
+    }
+
+    fn needs_person(&self, message: String) -> CollectError {
+        CollectError::NeedsPerson {
+            tenant: self.tenant.name.clone(),
+            message,
+        }
+    }
+
+    fn transient(&self, message: String) -> CollectError {
+        CollectError::Transient {
+            tenant: self.tenant.name.clone(),
+            message,
+        }
+    }
+
+    fn store_err(&self, source: anyhow::Error) -> CollectError {
+        CollectError::Store {
+            tenant: self.tenant.name.clone(),
+            source,
+        }
+    }
+
+    /// Reads everything from the checkpoint (less the overlap) up to now − lag.
+    pub async fn poll(&self) -> Result<PollReport, CollectError> {
+        let t = &self.tenant;
+        let now = self.clock.now_ms();
+        let end = now - t.lag.as_millis() as i64;
+        let start = floor_s(now - t.backfill.as_millis() as i64);
+        let name = t.name.clone();
+        let cp = self
+            .store
+            .call(move |s| s.init_checkpoint(&name, start, now))
+            .await
+            .map_err(|e| self.store_err(e))?;
+        let from = match cp.collected_until_ms {
+            Some(until) => (until - t.overlap.as_millis() as i64).max(cp.start_ms),
+            None => cp.start_ms,
+        };
+        let mut report = PollReport {
+            from_ms: from,
+            to_ms: end,
+            ..PollReport::default()
+        };
+        if end - from < BOUNDARY_OVERLAP_MS {
+            return Ok(report);
+        }
+        let backfilling = cp
+            .collected_until_ms
+            .is_none_or(|u| end - u > 2 * t.poll_interval.as_millis() as i64 + 3_600_000);
+        let mut work: VecDeque<Window> = plan_windows(from, end, t.max_window).into();
+        let mut last_progress = tokio::time::Instant::now();
+        while let Some(w) = work.pop_front() {
+            match self.read_window(w).await? {
+                WindowRead::Split(parts) => {
+                    report.splits += 1;
+                    Stats::add(&self.stats.splits, 1);
+                    tracing::debug!(tenant = %t.name, from = %rfc3339_s(w.from_ms), to = %rfc3339_s(w.to_ms), parts = parts.len(), "window reaches workday's 10,000-entry cap; splitting");
+                    for p in parts.into_iter().rev() {
+                        work.push_front(p);
+                    }
+                }
+                WindowRead::Complete(entries, pages) => {
+                    report.pages += pages;
+                    report.windows += 1;
+                    self.store_window(w, entries, &mut report).await?;
+                    if backfilling && last_progress.elapsed() >= Duration::from_secs(5) {
+                        last_progress = tokio::time::Instant::now();
+                        let done = (w.to_ms - from) as f64 / (end - from).max(1) as f64;
+                        tracing::info!(
+                            tenant = %t.name,
+                            covered_until = %rfc3339_s(w.to_ms),
+                            progress = %format!("{:.0}%", done * 100.0),
+                            events = report.inserted,
+                            "backfill progress"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn store_window(
+        &self,
+        w: Window,
+        entries: Vec<Box<RawValue>>,
+        report: &mut PollReport,
+    ) -> Result<(), CollectError> {
+        let tenant = self.tenant.name.clone();
+        let collected_at = self.clock.now_ms();
+        let ids = wire::identify(&tenant, &entries);
+        let events: Vec<NewEvent> = entries
+            .iter()
+            .zip(ids)
+            .map(|(raw, ident)| NewEvent {
+                id: ident.id,
+                time_ms: ident.request_time_ms.unwrap_or(collected_at),
+                raw: raw.get().to_string(),
+            })
+            .collect();
+        drop(entries);
+        let out = self
+            .store
+            .call(move |s| s.insert_window(&tenant, &events, collected_at, Some(w.to_ms)))
+            .await
+            .map_err(|e| self.store_err(e))?;
+        report.inserted += out.inserted;
+        report.duplicates += out.duplicates;
+        Stats::add(&self.stats.collected, out.inserted);
+        Stats::add(&self.stats.duplicates, out.duplicates);
+        Stats::add(&self.stats.windows, 1);
+        if out.inserted > 0 {
+            self.stored.send_modify(|g| *g += 1);
+        }
+        tracing::debug!(tenant = %self.tenant.name, from = %rfc3339_s(w.from_ms), to = %rfc3339_s(w.to_ms), new = out.inserted, duplicates = out.duplicates, "window stored");
+        Ok(())
+    }
+
+    /// Reads one window completely, or says how to split it.
+    async fn read_window(&self, w: Window) -> Result<WindowRead, CollectError> {
+        let limit = self.tenant.page_size;
+        let q = |offset: u64| Query {
+            from_ms: w.from_ms,
+            to_ms: w.to_ms,
+            limit,
+            offset,
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let first = self.page(q(0)).await?;
+            let mut pages = 1;
+            let total = first.total;
+            if let Some(total) = total {
+                if total >= ENTRY_CAP {
+                    if ceil_s(w.to_ms) - floor_s(w.from_ms) > 2 * BOUNDARY_OVERLAP_MS {
+                        return Ok(WindowRead::Split(split_window(w, total)));
+                    }
+                    Stats::add(&self.stats.truncated_windows, 1);
+                    tracing::error!(
+                        tenant = %self.tenant.name, from = %rfc3339_s(w.from_ms), to = %rfc3339_s(w.to_ms), total,
+                        "one second holds more entries than workday serves for a query ({ENTRY_CAP}); {} entries of it cannot be read",
+                        total - ENTRY_CAP
+                    );
+                }
+            }
+            let reachable = total.map(|t| t.min(ENTRY_CAP));
+            let mut entries = first.entries;
+            let mut changed = false;
+            let mut last_len = entries.len();
+            loop {
+                let got = entries.len() as u64;
+                let more = match reachable {
+                    Some(r) => got < r && last_len > 0,
+                    // No total: page until a short page.
+                    None => last_len as u64 == u64::from(limit),
+                };
+                if !more {
+                    break;
+                }
+                let page = self.page(q(got)).await?;
+                pages += 1;
+                if page.total != total {
+                    changed = true;
+                    break;
+                }
+                last_len = page.entries.len();
+                entries.extend(page.entries);
+            }
+            let short = reachable.is_some_and(|r| (entries.len() as u64) < r);
+            if (changed || short) && attempt < CONSISTENCY_RETRIES {
+                tracing::debug!(tenant = %self.tenant.name, from = %rfc3339_s(w.from_ms), to = %rfc3339_s(w.to_ms), changed, short, "window changed while paging; reading it again");
+                continue;
+            }
+            if changed || short {
+                tracing::warn!(
+                    tenant = %self.tenant.name, from = %rfc3339_s(w.from_ms), to = %rfc3339_s(w.to_ms),
+                    received = entries.len(), total = ?total,
+                    "workday's answer for this window kept changing while it was paged; keeping what was received, the next poll's overlap reads it again"
+                );
+            }
+            return Ok(WindowRead::Complete(entries, pages));
+        }
+    }
+
+    async fn page(&self, q: Query) -> Result<Page, CollectError> {
+        let client = self.client.clone();
+        let page = self
+            .with_retries(move |token| {
+                let client = client.clone();
+                Box::pin(async move { client.page(&token, &q).await }) as ApiFuture<Page>
+            })
+            .await?;
+        Stats::add(&self.stats.pages, 1);
+        Ok(page)
+    }
+
+    /// Runs one request with a fresh token: a 401 refreshes once and retries; 429 waits for
+    /// `Retry-After`; transient failures back off (capped, jittered) up to `max_attempts`.
+    async fn with_retries<T, F>(&self, call: F) -> Result<T, CollectError>
+    where
+        F: Fn(Secret) -> ApiFuture<T>,
+    {
+        let t = &self.tenant;
+        let mut attempt = 0u32;
+        let mut refreshed = false;
+        loop {
+            let failure = match self.tokens.access_token().await {
+                Err(AuthError::NeedsPerson(m)) => return Err(self.needs_person(m)),
+                Err(AuthError::Store(e)) => return Err(self.store_err(e.context("storing a rotated refresh token"))),
+                Err(AuthError::Transient(m)) => (m, None),
+                Ok(token) => match call(token.clone()).await {
+                    Ok(v) => return Ok(v),
+                    Err(ApiError::Unauthorized(m)) if !refreshed => {
+                        tracing::debug!(tenant = %t.name, "workday answered 401 ({m}); refreshing the access token once");
+                        refreshed = true;
+                        self.tokens.invalidate(&token).await;
+                        continue;
+                    }
+                    Err(ApiError::Unauthorized(m)) => {
+                        return Err(self.needs_person(format!(
+                            "workday rejected a freshly issued access token (401: {m}): check that the API client has the System scope"
+                        )))
+                    }
+                    Err(ApiError::NeedsPerson(m)) => return Err(self.needs_person(m)),
+                    Err(e @ ApiError::RateLimited { retry_after }) => (e.to_string(), retry_after),
+                    Err(ApiError::Transient(m)) => (m, None),
+                },
+            };
+            let (message, retry_after) = failure;
+            attempt += 1;
+            if attempt >= t.max_attempts {
+                return Err(self.transient(format!("{message} (gave up after {attempt} attempts; the checkpoint stays where it was)")));
+            }
+            let wait = retry_after
+                .map(|d| d.min(t.retry_max))
+                .unwrap_or_else(|| backoff(t.retry_initial, t.retry_max, attempt));
+            if attempt == 1 {
+                tracing::warn!(tenant = %t.name, error = %message, retry_in = ?wait, "workday request failed; retrying");
+            } else {
+                tracing::debug!(tenant = %t.name, error = %message, attempt, retry_in = ?wait, "workday request failed again");
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Deletes events every sink has and that no future poll can read again.
+    pub async fn prune(&self, sink_names: Vec<String>) -> Result<u64, CollectError> {
+        let t = &self.tenant;
+        let now = self.clock.now_ms();
+        let horizon = (t.backfill + t.overlap).as_millis() as i64;
+        let overlap = t.overlap.as_millis() as i64;
+        let name = t.name.clone();
+        let n = self
+            .store
+            .call(move |s| {
+                let Some(cp) = s.checkpoint(&name)? else {
+                    return Ok(0);
+                };
+                let Some(until) = cp.collected_until_ms else {
+                    return Ok(0);
+                };
+                // Never below what the next poll re-reads, with an hour to spare.
+                let before = (now - horizon).min(until - overlap - 3_600_000);
+                let mut delivered = i64::MAX;
+                for sink in &sink_names {
+                    delivered = delivered.min(s.sink_cursor(sink)?.delivered_seq);
+                }
+                s.prune(&name, before, delivered)
+            })
+            .await
+            .map_err(|e| self.store_err(e))?;
+        Stats::add(&self.stats.pruned, n);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_cover_the_range_and_overlap_by_a_second() {
+        let ws = plan_windows(0, 10_000_000, Duration::from_secs(3600));
+        assert_eq!(ws.first().map(|w| w.from_ms), Some(0));
+        assert_eq!(ws.last().map(|w| w.to_ms), Some(10_000_000));
+        for pair in ws.windows(2) {
+            assert_eq!(pair[1].from_ms, pair[0].to_ms - 1000);
+        }
+        assert!(ws.iter().all(|w| w.len_ms() <= 3_600_000));
+        assert_eq!(plan_windows(5, 5, Duration::from_secs(60)), vec![]);
+    }
+
+    #[test]
+    fn split_parts_fit_and_overlap() {
+        let w = Window {
+            from_ms: 1_000_000,
+            to_ms: 1_000_000 + 3_600_000,
+        };
+        let parts = split_window(w, 26_000);
+        assert!(parts.len() >= 4, "{parts:?}");
+        assert_eq!(parts[0].from_ms, w.from_ms);
+        assert_eq!(parts.last().map(|p| p.to_ms), Some(w.to_ms));
+        for pair in parts.windows(2) {
+            assert_eq!(pair[1].from_ms, pair[0].to_ms - 1000);
+            assert!(pair[0].to_ms % 1000 == 0);
+        }
+        // A capped total (unknown true size) halves.
+        assert_eq!(split_window(w, ENTRY_CAP).len(), 2);
+        // Three seconds split into two-second parts that overlap, and always make progress.
+        let tiny = split_window(
+            Window {
+                from_ms: 0,
+                to_ms: 3000,
+            },
+            50_000,
+        );
+        assert_eq!(
+            tiny,
+            vec![
+                Window {
+                    from_ms: 0,
+                    to_ms: 2000
+                },
+                Window {
+                    from_ms: 1000,
+                    to_ms: 3000
+                }
+            ]
+        );
+        let odd = split_window(
+            Window {
+                from_ms: 1500,
+                to_ms: 9700,
+            },
+            90_000,
+        );
+        assert!(odd
+            .windows(2)
+            .all(|p| p[1].from_ms > p[0].from_ms && p[1].from_ms == p[0].to_ms - 1000));
+    }
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let i = Duration::from_secs(1);
+        let m = Duration::from_secs(60);
+        let b1 = backoff(i, m, 1);
+        assert!(b1 >= Duration::from_millis(500) && b1 <= i);
+        let b10 = backoff(i, m, 10);
+        assert!(b10 >= Duration::from_secs(30) && b10 <= m);
+        assert!(backoff(i, m, 1000) <= m);
+    }
+}

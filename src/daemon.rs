@@ -1,0 +1,340 @@
+//! The supervisor: one task per tenant (collect) and one per sink (forward), the shutdown
+//! sequence, and the once-mode used by `run --once` and `demo --once`.
+//!
+//! - One poll in flight per tenant; a missed tick is skipped, not queued.
+//! - One tenant's failure never stalls another; a sink's never stalls the others.
+//! - A tenant whose credentials need a person stops with one error line; when no tenant is left
+//!   the daemon delivers what it holds and exits non-zero.
+//! - Shutdown abandons in-flight requests (stored windows are whole transactions), then gives
+//!   the sinks `drain_timeout` to deliver what is queued. What is left stays in the database.
+
+use crate::auth::TokenSource;
+use crate::clock::{rfc3339_s, Clock};
+use crate::collect::{backoff, CollectError, Collector};
+use crate::config::Config;
+use crate::forward::{ForwardError, Forwarder};
+use crate::store::StoreHandle;
+use crate::telemetry::Stats;
+use crate::workday::client::http_client;
+use crate::workday::WorkdayClient;
+use anyhow::{Context, Result};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub struct RunOptions {
+    /// Collect every tenant once, deliver everything, return.
+    pub once: bool,
+    pub clock: Clock,
+    /// Becomes `true` when the daemon should stop (SIGTERM, SIGINT, a test).
+    pub shutdown: watch::Receiver<bool>,
+    /// How long sinks may take to deliver what is queued after a shutdown request.
+    pub drain_timeout: Duration,
+}
+
+impl RunOptions {
+    pub fn new(once: bool, shutdown: watch::Receiver<bool>) -> Self {
+        RunOptions {
+            once,
+            clock: Clock::system(),
+            shutdown,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub collected: u64,
+    pub duplicates: u64,
+    pub pages: u64,
+    pub windows: u64,
+    pub splits: u64,
+    pub truncated_windows: u64,
+    pub delivered: Vec<(String, u64)>,
+    pub elapsed: Duration,
+}
+
+/// A `watch<bool>` that becomes true; resolves at once if it already is.
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Runs the daemon until shutdown (or, with `once`, one full cycle).
+pub async fn run(config: Config, opts: RunOptions) -> Result<RunSummary> {
+    let started = Instant::now();
+    let db = config.database_path();
+    // Opened (and migrated) once up front, so a bad database fails before anything starts.
+    drop(StoreHandle::open(&db)?);
+    let stats = Arc::new(Stats::default());
+    let (stored_tx, stored_rx) = watch::channel(0u64);
+    // Internal stop: external shutdown, or a fatal error in any task.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    {
+        let mut ext = opts.shutdown.clone();
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            stopped(&mut ext).await;
+            let _ = stop_tx.send(true);
+        });
+    }
+    let sink_names: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
+
+    // Sinks first: a file sink that cannot be opened is a config problem, found before polling.
+    let mut forwarders = Vec::new();
+    for s in &config.sinks {
+        let f = Forwarder::open(s.clone(), StoreHandle::open(&db)?, stats.clone())
+            .await
+            .with_context(|| format!("cannot start sink {}", s.name))?;
+        forwarders.push(f);
+    }
+
+    let mut collectors = Vec::new();
+    for t in &config.tenants {
+        let http = http_client(t.request_timeout).context("cannot build the HTTP client")?;
+        let tenant_store = StoreHandle::open(&db)?;
+        let tokens = TokenSource::new(t, http.clone(), tenant_store.clone()).await?;
+        let client = WorkdayClient::new(http, t.activity_url.clone());
+        collectors.push(Arc::new(Collector::new(
+            t.clone(),
+            client,
+            tokens,
+            tenant_store,
+            opts.clock.clone(),
+            stats.clone(),
+            stored_tx.clone(),
+        )));
+    }
+    drop(stored_tx);
+    tracing::info!(
+        tenants = config.tenants.len(),
+        sinks = config.sinks.len(),
+        database = %db.display(),
+        mode = if opts.once { "once" } else { "continuous" },
+        "workday-collector started"
+    );
+
+    let (done_tx, done_rx) = watch::channel(false);
+    let mut sink_tasks = JoinSet::new();
+    for f in forwarders {
+        let retry = config
+            .tenants
+            .first()
+            .map(|t| (t.retry_initial, t.retry_max, t.max_attempts))
+            .unwrap_or((Duration::from_secs(1), Duration::from_secs(300), 8));
+        sink_tasks.spawn(forward_loop(
+            f,
+            stored_rx.clone(),
+            done_rx.clone(),
+            opts.once,
+            retry,
+            stop_tx.clone(),
+        ));
+    }
+
+    let mut tenant_tasks = JoinSet::new();
+    for c in &collectors {
+        tenant_tasks.spawn(tenant_loop(
+            c.clone(),
+            opts.once,
+            stop_rx.clone(),
+            sink_names.clone(),
+            stop_tx.clone(),
+        ));
+    }
+    let mut failures = Vec::new();
+    while let Some(r) = tenant_tasks.join_next().await {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(e.to_string()),
+            Err(e) => failures.push(format!("a tenant task failed: {e}")),
+        }
+    }
+    let _ = done_tx.send(true);
+
+    let drain = async {
+        let mut delivered = Vec::new();
+        while let Some(r) = sink_tasks.join_next().await {
+            match r {
+                Ok(Ok((name, n))) => delivered.push((name, n)),
+                Ok(Err(e)) => failures.push(e.to_string()),
+                Err(e) => failures.push(format!("a sink task failed: {e}")),
+            }
+        }
+        delivered
+    };
+    let delivered = if opts.once {
+        drain.await
+    } else {
+        match tokio::time::timeout(opts.drain_timeout, drain).await {
+            Ok(d) => d,
+            Err(_) => {
+                tracing::warn!(timeout = ?opts.drain_timeout, "sinks did not finish delivering in time; the rest stays queued and is delivered after restart");
+                Vec::new()
+            }
+        }
+    };
+    for c in &collectors {
+        if let Err(e) = c.prune(sink_names.clone()).await {
+            tracing::warn!(error = %e, "pruning delivered events failed");
+        }
+    }
+    let summary = RunSummary {
+        collected: Stats::get(&stats.collected),
+        duplicates: Stats::get(&stats.duplicates),
+        pages: Stats::get(&stats.pages),
+        windows: Stats::get(&stats.windows),
+        splits: Stats::get(&stats.splits),
+        truncated_windows: Stats::get(&stats.truncated_windows),
+        delivered,
+        elapsed: started.elapsed(),
+    };
+    if !failures.is_empty() {
+        anyhow::bail!(failures.join("\n"));
+    }
+    tracing::info!(
+        collected = summary.collected,
+        duplicates = summary.duplicates,
+        "workday-collector stopped"
+    );
+    Ok(summary)
+}
+
+async fn tenant_loop(
+    c: Arc<Collector>,
+    once: bool,
+    mut stop: watch::Receiver<bool>,
+    sink_names: Vec<String>,
+    stop_tx: Arc<watch::Sender<bool>>,
+) -> Result<(), CollectError> {
+    let t = &c.tenant;
+    let mut interval = tokio::time::interval(t.poll_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stopped(&mut stop) => return Ok(()),
+        }
+        let result = tokio::select! {
+            r = c.poll() => r,
+            _ = stopped(&mut stop) => return Ok(()),
+        };
+        match result {
+            Ok(r) => {
+                tracing::info!(
+                    tenant = %t.name,
+                    from = %rfc3339_s(r.from_ms),
+                    to = %rfc3339_s(r.to_ms),
+                    windows = r.windows,
+                    pages = r.pages,
+                    new = r.inserted,
+                    duplicates = r.duplicates,
+                    splits = r.splits,
+                    "poll complete"
+                );
+                if !once {
+                    if let Err(e) = c.prune(sink_names.clone()).await {
+                        tracing::warn!(tenant = %t.name, error = %e, "pruning delivered events failed");
+                    }
+                }
+            }
+            Err(e @ CollectError::Transient { .. }) if !once => {
+                tracing::warn!(error = %e, next_poll_in = ?t.poll_interval, "poll failed; the next poll resumes from the checkpoint");
+            }
+            Err(e @ CollectError::NeedsPerson { .. }) => {
+                tracing::error!(error = %e, "tenant stopped: it needs a person");
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "tenant stopped");
+                if matches!(e, CollectError::Store { .. }) {
+                    let _ = stop_tx.send(true);
+                }
+                return Err(e);
+            }
+        }
+        if once {
+            return Ok(());
+        }
+    }
+}
+
+async fn forward_loop(
+    mut f: Forwarder,
+    mut stored: watch::Receiver<u64>,
+    mut done: watch::Receiver<bool>,
+    once: bool,
+    (retry_initial, retry_max, max_attempts): (Duration, Duration, u32),
+    stop_tx: Arc<watch::Sender<bool>>,
+) -> Result<(String, u64), ForwardError> {
+    let mut attempt = 0u32;
+    loop {
+        // Read `done` before delivering: if collection had finished by then, an empty queue
+        // afterwards really is the end.
+        let finishing = *done.borrow_and_update();
+        match f.deliver_pending().await {
+            Ok(_) => attempt = 0,
+            Err(e @ ForwardError::Store { .. }) => {
+                tracing::error!(error = %e, "sink stopped: the state database failed");
+                let _ = stop_tx.send(true);
+                return Err(e);
+            }
+            Err(e) => {
+                attempt += 1;
+                if once && attempt >= max_attempts {
+                    return Err(e);
+                }
+                let wait = backoff(retry_initial, retry_max, attempt);
+                if attempt == 1 {
+                    tracing::warn!(sink = %f.cfg.name, error = %e, retry_in = ?wait, "delivery failed; events stay queued and are retried");
+                } else {
+                    tracing::debug!(sink = %f.cfg.name, error = %e, attempt, "delivery failed again");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = done.changed(), if !finishing => {}
+                }
+                continue;
+            }
+        }
+        if finishing {
+            return Ok((f.cfg.name.clone(), f.delivered));
+        }
+        tokio::select! {
+            _ = stored.changed() => {}
+            _ = done.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// A shutdown channel flipped by SIGTERM or SIGINT; a second signal exits at once.
+pub fn shutdown_on_signals() -> Result<watch::Receiver<bool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let (tx, rx) = watch::channel(false);
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("cannot install signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for sig in signals.forever() {
+                seen += 1;
+                if seen == 1 {
+                    tracing::info!(signal = sig, "stopping: finishing the current step and delivering what is queued (signal again to exit at once)");
+                    let _ = tx.send(true);
+                } else {
+                    eprintln!("second signal: exiting now; undelivered events stay queued in the database");
+                    std::process::exit(130);
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(rx)
+}

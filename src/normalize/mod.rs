@@ -1,0 +1,93 @@
+//! Renderings of one stored event as one output line. This version has `raw`:
+//!
+//! `{"id":"<64 hex>","tenant":"acme","source":"workday.activity","collected_at":"<RFC 3339>","event":{…}}`
+//!
+//! where `event` is the entry exactly as Workday sent it (line breaks, which JSON allows only as
+//! insignificant whitespace, are dropped so that one event stays one line).
+//! It does not decide where lines go (see `sink`).
+
+use crate::clock::rfc3339_ms;
+use crate::config::Format;
+use crate::store::StoredEvent;
+
+pub const SOURCE: &str = "workday.activity";
+
+/// Appends `ev` rendered in `format`, without a trailing newline.
+pub fn render(format: Format, ev: &StoredEvent, out: &mut Vec<u8>) {
+    match format {
+        Format::Raw => render_raw(ev, out),
+    }
+}
+
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn render_raw(ev: &StoredEvent, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"id\":\"");
+    let mut hex_buf = [0u8; 64];
+    // 32 bytes always fit 64 hex digits.
+    let _ = hex::encode_to_slice(ev.id, &mut hex_buf);
+    out.extend_from_slice(&hex_buf);
+    out.extend_from_slice(b"\",\"tenant\":");
+    push_json_str(out, &ev.tenant);
+    out.extend_from_slice(b",\"source\":\"");
+    out.extend_from_slice(SOURCE.as_bytes());
+    out.extend_from_slice(b"\",\"collected_at\":\"");
+    out.extend_from_slice(rfc3339_ms(ev.collected_at_ms).as_bytes());
+    out.extend_from_slice(b"\",\"event\":");
+    let raw = ev.raw.as_bytes();
+    if raw.iter().any(|&b| b == b'\n' || b == b'\r') {
+        out.extend(raw.iter().filter(|&&b| b != b'\n' && b != b'\r'));
+    } else {
+        out.extend_from_slice(raw);
+    }
+    out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn ev(raw: &str) -> StoredEvent {
+        StoredEvent {
+            seq: 1,
+            id: [0xab; 32],
+            tenant: "acme".into(),
+            collected_at_ms: 1_764_000_000_123,
+            raw: raw.into(),
+        }
+    }
+
+    #[test]
+    fn raw_line_shape() {
+        let entry =
+            r#"{"requestTime":"2026-11-27T21:48:30.832Z","systemAccount":"a \"quoted\" name"}"#;
+        let mut out = Vec::new();
+        render(Format::Raw, &ev(entry), &mut out);
+        let line = String::from_utf8(out).expect("utf8");
+        assert!(!line.contains('\n'));
+        let v: Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(v["id"], "ab".repeat(32));
+        assert_eq!(v["tenant"], "acme");
+        assert_eq!(v["source"], "workday.activity");
+        assert_eq!(v["collected_at"], "2025-11-24T16:00:00.123Z");
+        assert_eq!(v["event"]["systemAccount"], "a \"quoted\" name");
+        // The entry's bytes are kept exactly.
+        assert!(line.ends_with(&format!("\"event\":{entry}}}")));
+    }
+
+    #[test]
+    fn pretty_printed_entries_stay_on_one_line() {
+        let entry =
+            "{\r\n    \"requestTime\": \"2026-11-27T21:48:30.832Z\",\n    \"note\": \"a\\nb\"\n}";
+        let mut out = Vec::new();
+        render(Format::Raw, &ev(entry), &mut out);
+        let line = String::from_utf8(out).expect("utf8");
+        assert!(!line.contains('\n') && !line.contains('\r'));
+        let v: Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(v["event"]["note"], "a\nb");
+    }
+}
