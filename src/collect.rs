@@ -33,6 +33,8 @@ use tokio::sync::watch;
 
 /// Adjacent windows share this much, so an entry on a boundary is in both.
 const BOUNDARY_OVERLAP_MS: i64 = 1000;
+/// A `Retry-After` is obeyed up to this; beyond it looks like a broken header.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(900);
 /// Re-reads of a window that changed while it was paged, before taking what came.
 const CONSISTENCY_RETRIES: u32 = 3;
 
@@ -105,7 +107,8 @@ pub fn split_window(w: Window, total: u64) -> Vec<Window> {
     let parts = total.div_ceil(target).clamp(2, 64) as i64;
     let secs = (w.len_ms() + 999) / 1000;
     // Parts overlap by a second, so each must span at least two to make progress.
-    let step_s = ((secs + parts - 1) / parts).max(2);
+    // k parts of `step` seconds advancing by `step − 1` cover `(k − 1)(step − 1) + step`.
+    let step_s = ((secs + 2 * parts - 2) / parts).max(2);
     let mut out = Vec::new();
     let mut start = w.from_ms;
     while start < w.to_ms {
@@ -410,7 +413,7 @@ impl Collector {
                 return Err(self.transient(format!("{message} (gave up after {attempt} attempts; the checkpoint stays where it was)")));
             }
             let wait = retry_after
-                .map(|d| d.min(t.retry_max))
+                .map(|d| d.min(MAX_RETRY_AFTER))
                 .unwrap_or_else(|| backoff(t.retry_initial, t.retry_max, attempt));
             if attempt == 1 {
                 tracing::warn!(tenant = %t.name, error = %message, retry_in = ?wait, "workday request failed; retrying");

@@ -237,10 +237,12 @@ fn render_entry(tenant: &str, e: &SimEvent) -> String {
         };
         return serde_json::to_string(&entry).unwrap_or_default();
     }
-    let (account, name) = ACCOUNTS[(r(1) % ACCOUNTS.len() as u64) as usize];
+    let account_idx = r(1) % ACCOUNTS.len() as u64;
+    let (account, _) = ACCOUNTS[account_idx as usize];
     let (task_id, task_name, action) = TASKS[(r(2) % TASKS.len() as u64) as usize];
     let day = e.time_ms.div_euclid(86_400_000) as u64;
-    let account_hash = mix(account.len() as u64 ^ r(1) % ACCOUNTS.len() as u64);
+    // Per account: the same IP and, per day, one of three sessions.
+    let account_hash = mix(account_idx + 1);
     let session = format!("{:06x}", mix(account_hash ^ day ^ (r(3) % 3)) & 0xFF_FFFF);
     let ip = if r(4) % 20 == 0 {
         format!("2001:db8::{:x}", account_hash % 4096)
@@ -262,7 +264,6 @@ fn render_entry(tenant: &str, e: &SimEvent) -> String {
         ),
         id: target_id,
     };
-    let _ = name;
     let entry = Entry {
         request_time: rfc3339_ms(e.time_ms),
         system_account: account,

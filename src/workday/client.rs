@@ -226,7 +226,7 @@ mod tests {
                 body.as_bytes().to_vec(),
             )
         };
-        assert!(matches!(c(200, "{}"), Ok(_)));
+        assert!(c(200, "{}").is_ok());
         assert!(matches!(c(401, ""), Err(ApiError::Unauthorized(_))));
         assert!(matches!(c(429, ""), Err(ApiError::RateLimited { .. })));
         assert!(matches!(c(500, "<html>"), Err(ApiError::Transient(_))));

@@ -1,0 +1,101 @@
+//! Seven-day backfills compared with the simulator's ground truth.
+
+use crate::support::*;
+use workday_collector::workday::ENTRY_CAP;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seven_day_backfill_with_a_busy_hour_delivers_ground_truth_exactly_once() {
+    let env = Env::frozen(11, 40_000, 26_000, |_| {}).await;
+    let summary = env.run_once().await.expect("run --once");
+    let got = env.delivered();
+    let want = env.truth(2 * MIN_MS);
+    assert!(want.len() > 60_000, "ground truth has {}", want.len());
+    assert_same_multiset(&got, &want);
+    // The busy hour was above the cap, so windows were split rather than truncated.
+    assert!(summary.splits >= 1, "no window was split: {summary:?}");
+    assert_eq!(summary.truncated_windows, 0);
+    // The traps were present in what was delivered: twins, missing fields, unknown fields.
+    assert!(twins(&got) > 10, "only {} twins", twins(&got));
+    assert!(got.iter().any(|e| !e.contains("\"ipAddress\"")));
+    assert!(got.iter().any(|e| !e.contains("\"target\"")));
+    assert!(got.iter().any(|e| e.contains("\"tenantSandboxMarker\"")));
+    // Re-reads absorbed by dedup, not delivered: adjacent windows overlap.
+    assert!(summary.duplicates > 0);
+    assert_eq!(summary.collected as usize, got.len());
+
+    // Nothing new: a second cycle delivers nothing twice.
+    let again = env.run_once().await.expect("second run");
+    assert_eq!(again.collected, 0);
+    assert_same_multiset(&env.delivered(), &want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inclusive_bounds_and_capped_totals_lose_nothing() {
+    // The other reading of Workday's unknowns: `to` inclusive, `total` capped at 10,000.
+    let env = Env::frozen(12, 8_000, 2 * ENTRY_CAP + 500, |c| {
+        c.to_inclusive = true;
+        c.total_capped = true;
+    })
+    .await;
+    let summary = env.run_once().await.expect("run --once");
+    assert!(summary.splits >= 1);
+    assert_same_multiset(&env.delivered(), &env.truth(2 * MIN_MS));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_events_and_a_401_mid_run_are_handled_by_the_running_daemon() {
+    // A third of events surface 1 to 12 minutes late; the log keeps growing past t0.
+    let env = Env::frozen(13, 20_000, 0, |c| {
+        c.dataset.late_per_mille = 300;
+        c.dataset.end_ms += 40 * MIN_MS;
+        c.dataset.events = 24_000;
+    })
+    .await;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut opts = workday_collector::daemon::RunOptions::new(false, rx);
+    opts.clock = env.clock.clone();
+    let daemon = tokio::spawn(workday_collector::daemon::run(env.config(), opts));
+
+    let first_truth = env.truth(2 * MIN_MS);
+    let file = env.path("events.jsonl");
+    wait_until(
+        "the backfill to be delivered",
+        std::time::Duration::from_secs(120),
+        || read_events(&file).len() >= first_truth.len(),
+    )
+    .await;
+    let first = env.delivered();
+    assert_same_multiset(&first, &first_truth);
+
+    // Twenty minutes pass; every access token expires; late events surface.
+    env.sim.expire_access_tokens();
+    env.clock.advance(std::time::Duration::from_secs(20 * 60));
+    let second_truth = env.truth(2 * MIN_MS);
+    assert!(second_truth.len() > first_truth.len());
+    wait_until(
+        "the next poll to be delivered",
+        std::time::Duration::from_secs(60),
+        || read_events(&file).len() >= second_truth.len(),
+    )
+    .await;
+    let second = env.delivered();
+    assert_same_multiset(&second, &second_truth);
+
+    // Some of what the second poll found was older than the first poll's end: late events.
+    let first_end = env.t0 - 2 * MIN_MS;
+    let late = second[first.len()..]
+        .iter()
+        .filter(|e| request_time(e) < first_end)
+        .count();
+    assert!(late > 0, "no late event was caught");
+    let counts = env.sim.counts();
+    assert!(
+        counts.by_status.get(&401).copied().unwrap_or(0) >= 1,
+        "no 401 was served: {counts:?}"
+    );
+    assert!(counts.token_ok >= 2);
+
+    tx.send(true).expect("shutdown");
+    let summary = daemon.await.expect("join").expect("clean exit");
+    assert_eq!(summary.collected as usize, second.len());
+}
