@@ -61,7 +61,7 @@ async fn late_events_and_a_401_mid_run_are_handled_by_the_running_daemon() {
     wait_until(
         "the backfill to be delivered",
         std::time::Duration::from_secs(120),
-        || read_events(&file).len() >= first_truth.len(),
+        || complete_lines(&file) >= first_truth.len(),
     )
     .await;
     let first = env.delivered();
@@ -75,7 +75,7 @@ async fn late_events_and_a_401_mid_run_are_handled_by_the_running_daemon() {
     wait_until(
         "the next poll to be delivered",
         std::time::Duration::from_secs(60),
-        || read_events(&file).len() >= second_truth.len(),
+        || complete_lines(&file) >= second_truth.len(),
     )
     .await;
     let second = env.delivered();
@@ -98,4 +98,31 @@ async fn late_events_and_a_401_mid_run_are_handled_by_the_running_daemon() {
     tx.send(true).expect("shutdown");
     let summary = daemon.await.expect("join").expect("clean exit");
     assert_eq!(summary.collected as usize, second.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_events_are_pruned_past_the_dedup_horizon_and_never_come_back() {
+    let env = Env::frozen(14, 5_000, 0, |_| {}).await;
+    env.run_once().await.expect("run --once");
+    let want = env.truth(2 * MIN_MS);
+    assert_same_multiset(&env.delivered(), &want);
+    let db = env.path("state/workday-collector.db");
+    let stored = || {
+        workday_collector::store::Store::open(&db)
+            .expect("db")
+            .count_events()
+            .expect("count")
+    };
+    assert_eq!(stored() as usize, want.len());
+
+    // Nine days on, everything collected is older than backfill + overlap: pruned.
+    env.clock
+        .advance(std::time::Duration::from_secs(9 * 86_400));
+    env.run_once().await.expect("run after nine days");
+    assert_eq!(stored(), 0, "delivered events past the horizon were kept");
+    // And a further cycle re-reads its overlap without re-delivering anything.
+    env.clock.advance(std::time::Duration::from_secs(600));
+    let s = env.run_once().await.expect("run again");
+    assert_eq!(s.collected, 0);
+    assert_same_multiset(&env.delivered(), &want);
 }

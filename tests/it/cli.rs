@@ -166,3 +166,116 @@ async fn no_secret_reaches_the_logs_and_invalid_grant_exits_with_its_message() {
         );
     }
 }
+
+fn wait_for_exit(
+    child: &mut std::process::Child,
+    deadline: std::time::Duration,
+) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {deadline:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn sigterm(child: &std::process::Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill(1)")
+        .success();
+    assert!(ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_delivers_to_file_and_stdout_then_exits_zero_on_sigterm() {
+    let env = Env::live(42, 3_000, 0, |_| {}).await;
+    let cfg = std::fs::read_to_string(&env.config_path).expect("read");
+    std::fs::write(
+        &env.config_path,
+        format!("{cfg}\n[[sink]]\nname = \"console\"\ntype = \"stdout\"\n"),
+    )
+    .expect("write");
+    let out_path = env.path("stdout.jsonl");
+    let mut child = bin()
+        .args(["run", "--config"])
+        .arg(&env.config_path)
+        .stdout(std::fs::File::create(&out_path).expect("create"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let want = env.sim.visible_entries(i64::MIN, i64::MAX);
+    let file = env.path("events.jsonl");
+    wait_until(
+        "delivery to both sinks",
+        std::time::Duration::from_secs(60),
+        || complete_lines(&file) >= want.len() && complete_lines(&out_path) >= want.len(),
+    )
+    .await;
+    sigterm(&child);
+    let status = wait_for_exit(&mut child, std::time::Duration::from_secs(30));
+    assert!(status.success(), "exit status {status:?}");
+    assert_same_multiset(&env.delivered(), &want);
+    assert_same_multiset(&read_events(&out_path), &want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_prints_what_a_config_needs_and_serves_it() {
+    use std::io::BufRead;
+    let mut sim = bin()
+        .args([
+            "simulate",
+            "--listen",
+            "127.0.0.1:0",
+            "--events",
+            "2000",
+            "--busy-hour-events",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn simulate");
+    let mut lines = std::io::BufReader::new(sim.stdout.take().expect("stdout")).lines();
+    let mut printed = std::collections::HashMap::new();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if let Some((k, v)) = line.split_once(['=', ':']) {
+            printed.insert(k.trim().to_string(), v.trim().trim_matches('"').to_string());
+        }
+        if line.starts_with('(') {
+            break;
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("secret"), &printed["client secret"]).expect("write");
+    std::fs::write(dir.path().join("refresh"), &printed["refresh token"]).expect("write");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"state\"\n[[tenant]]\nname = \"acme\"\nrest_api_endpoint = \"{}\"\ntoken_endpoint = \"{}\"\n\
+             client_id = \"{}\"\nclient_secret_file = \"secret\"\nrefresh_token_file = \"refresh\"\n\
+             [[sink]]\nname = \"f\"\ntype = \"file\"\npath = \"events.jsonl\"\n",
+            printed["rest_api_endpoint"], printed["token_endpoint"], printed["client_id"]
+        ),
+    )
+    .expect("write");
+    let out = bin()
+        .args(["run", "--once", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    sigterm(&sim);
+    let status = wait_for_exit(&mut sim, std::time::Duration::from_secs(30));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(status.success());
+    let n = read_events(&dir.path().join("events.jsonl")).len();
+    assert!(n > 1500, "only {n} events from the simulator");
+}

@@ -206,6 +206,13 @@ pub fn read_events(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Complete lines in a file another task may be appending to (a tailing agent's view).
+pub fn complete_lines(path: &Path) -> usize {
+    std::fs::read(path)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0)
+}
+
 /// Compares two collections as multisets, reporting the difference briefly.
 pub fn assert_same_multiset(got: &[String], want: &[String]) {
     fn count(xs: &[String]) -> BTreeMap<&str, i64> {
