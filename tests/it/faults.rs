@@ -60,3 +60,26 @@ async fn a_window_that_keeps_failing_leaves_the_checkpoint_and_a_later_run_catch
     env.run_once().await.expect("recovers");
     assert_same_multiset(&env.delivered(), &env.truth(2 * MIN_MS));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_api_times_out_and_is_retried_not_waited_on_forever() {
+    let env = Env::frozen(34, 3_000, 0, |_| {}).await;
+    env.write_config(&Knobs {
+        max_attempts: 2,
+        extra: "request_timeout = \"1s\"".into(),
+        ..Knobs::default()
+    });
+    env.sim.faults().delay_ms.store(5_000, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let err = env.run_once().await.expect_err("must time out");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "waited on a slow answer"
+    );
+    let msg = format!("{err:#}");
+    assert!(msg.contains("gave up after 2 attempts"), "{msg}");
+
+    env.sim.faults().delay_ms.store(0, Ordering::SeqCst);
+    env.run_once().await.expect("recovers");
+    assert_same_multiset(&env.delivered(), &env.truth(2 * MIN_MS));
+}

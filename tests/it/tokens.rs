@@ -84,3 +84,14 @@ async fn wrong_client_secret_is_invalid_client() {
     );
     assert_eq!(env.sim.counts().token_failed, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_in_the_form_body_work_too() {
+    let env = Env::frozen(26, 2_000, 0, |_| {}).await;
+    env.write_config(&Knobs {
+        extra: "client_auth = \"body\"".into(),
+        ..Knobs::default()
+    });
+    env.run_once().await.expect("run --once");
+    assert_same_multiset(&env.delivered(), &env.truth(2 * MIN_MS));
+}
