@@ -32,6 +32,32 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Sign in to Workday once (authorization code with PKCE) or import a refresh token, store
+    /// it where the daemon reads it, and test the connection.
+    Authorize {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        /// The URL the browser was sent to after Allow (or just its code), to finish a sign-in
+        /// started earlier without waiting at a prompt.
+        #[arg(long, conflicts_with = "import_refresh_token")]
+        code: Option<String>,
+        /// A refresh token generated in Workday (Manage Refresh Tokens for Integrations): a file,
+        /// or - for standard input.
+        #[arg(long, value_name = "FILE")]
+        import_refresh_token: Option<PathBuf>,
+    },
+    /// Check config, state, endpoints, credentials, permissions, clock and sinks; say what to fix.
+    Doctor {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a config file and report every problem at once.
     CheckConfig {
         #[arg(long)]

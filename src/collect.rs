@@ -45,7 +45,12 @@ type ApiFuture<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send>>;
 pub enum CollectError {
     /// Credentials or permissions: only a person can fix it. Retrying would not help.
     #[error("tenant {tenant}: {message}")]
-    NeedsPerson { tenant: String, message: String },
+    NeedsPerson {
+        tenant: String,
+        message: String,
+        /// The credentials themselves were refused (retrying with the same token is pointless).
+        credentials: bool,
+    },
     /// Workday unavailable, rate limited or answering garbage; the checkpoint stays.
     #[error("tenant {tenant}: {message}")]
     Transient { tenant: String, message: String },
@@ -183,6 +188,7 @@ impl Collector {
         CollectError::NeedsPerson {
             tenant: self.tenant.name.clone(),
             message,
+            credentials: false,
         }
     }
 
@@ -386,7 +392,13 @@ impl Collector {
         let mut refreshed = false;
         loop {
             let failure = match self.tokens.access_token().await {
-                Err(AuthError::NeedsPerson(m)) => return Err(self.needs_person(m)),
+                Err(AuthError::NeedsPerson(message)) => {
+                    return Err(CollectError::NeedsPerson {
+                        tenant: t.name.clone(),
+                        message,
+                        credentials: true,
+                    })
+                }
                 Err(AuthError::Store(e)) => return Err(self.store_err(e.context("storing a rotated refresh token"))),
                 Err(AuthError::Transient(m)) => (m, None),
                 Ok(token) => match call(token.clone()).await {
@@ -421,6 +433,25 @@ impl Collector {
                 tracing::debug!(tenant = %t.name, error = %message, attempt, retry_in = ?wait, "workday request failed again");
             }
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Records how a poll ended, for `doctor` and `status`.
+    pub async fn record(&self, result: Result<(), String>) {
+        let tenant = self.tenant.name.clone();
+        let now = self.clock.now_ms();
+        let r = self
+            .store
+            .call(move |s| {
+                s.poll_result(
+                    &tenant,
+                    result.as_ref().map(|_| ()).map_err(String::as_str),
+                    now,
+                )
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(tenant = %self.tenant.name, error = %format!("{e:#}"), "cannot record the poll result");
         }
     }
 

@@ -33,8 +33,21 @@ pub struct TenantConfig {
     pub authorization_endpoint: Option<Url>,
     pub client_id: String,
     pub client_secret: Secret,
-    pub refresh_token: Secret,
+    /// The configured (initial) refresh token; absent for clients signed in with `authorize`.
+    pub refresh_token: Option<Secret>,
+    /// Where `refresh_token` came from, re-read when credentials are rechecked.
+    pub refresh_token_source: Option<SecretSource>,
     pub client_auth: ClientAuth,
+    /// The API client's registered Redirection URI (authorization-code sign-in).
+    pub redirect_uri: Option<Url>,
+    /// Send a PKCE S256 challenge when signing in (the client's "PKCE" checkbox).
+    pub pkce: bool,
+    /// When the refresh token lapses, if Workday set an expiry (epoch ms).
+    pub refresh_token_expires_ms: Option<i64>,
+    /// Warn this long before `refresh_token_expires`.
+    pub refresh_token_warn_before: Duration,
+    /// How often a tenant whose credentials need a person is checked again.
+    pub credential_recheck: Duration,
     pub backfill: Duration,
     pub poll_interval: Duration,
     pub lag: Duration,
@@ -47,6 +60,35 @@ pub struct TenantConfig {
     pub retry_max: Duration,
     /// Attempts for one request before the poll gives up (the checkpoint stays).
     pub max_attempts: u32,
+}
+
+/// Where a secret is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+impl SecretSource {
+    /// Reads the secret (trailing whitespace trimmed); the error names the file or variable,
+    /// never the value.
+    pub fn read(&self) -> Result<Secret, String> {
+        let value = match self {
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            SecretSource::Env(var) => {
+                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?
+            }
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(match self {
+                SecretSource::File(p) => format!("{} is empty", p.display()),
+                SecretSource::Env(v) => format!("environment variable {v} is empty"),
+            });
+        }
+        Ok(Secret::new(value))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,8 +254,14 @@ fn parse_tenant(
     let token_endpoint = f.url("token_endpoint", true);
     let authorization_endpoint = f.url("authorization_endpoint", false);
     let client_id = f.string("client_id", true);
-    let client_secret = f.secret("client_secret", base_dir, true);
-    let refresh_token = f.secret("refresh_token", base_dir, true);
+    let client_secret = f.secret("client_secret", base_dir, true).map(|(_, s)| s);
+    let refresh = f.secret("refresh_token", base_dir, false);
+    let redirect_uri = f.url("redirect_uri", false);
+    let pkce = f.boolean("pkce", true);
+    let refresh_token_expires_ms = f.date("refresh_token_expires");
+    let refresh_token_warn_before =
+        f.duration("refresh_token_warn_before", Duration::from_secs(14 * 86400));
+    let credential_recheck = f.duration("credential_recheck", Duration::from_secs(900));
     let client_auth = match f.string("client_auth", false).as_deref() {
         None | Some("basic") => Some(ClientAuth::Basic),
         Some("body") => Some(ClientAuth::Body),
@@ -301,8 +349,14 @@ fn parse_tenant(
         authorization_endpoint,
         client_id: client_id?,
         client_secret: client_secret?,
-        refresh_token: refresh_token?,
+        refresh_token: refresh.as_ref().map(|(_, s)| s.clone()),
+        refresh_token_source: refresh.map(|(src, _)| src),
         client_auth: client_auth?,
+        redirect_uri,
+        pkce: pkce?,
+        refresh_token_expires_ms: refresh_token_expires_ms?,
+        refresh_token_warn_before: refresh_token_warn_before?,
+        credential_recheck: credential_recheck?,
         backfill: backfill?,
         poll_interval: poll_interval?,
         lag: lag?,
@@ -575,8 +629,13 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// `{key}_file` (trailing whitespace trimmed) or `{key}_env`: exactly one of them.
-    fn secret(&mut self, key: &'static str, base_dir: &Path, required: bool) -> Option<Secret> {
+    /// `{key}_file` (trailing whitespace trimmed) or `{key}_env`: at most one of them.
+    fn secret(
+        &mut self,
+        key: &'static str,
+        base_dir: &Path,
+        required: bool,
+    ) -> Option<(SecretSource, Secret)> {
         let (file_key, env_key): (&'static str, &'static str) = match key {
             "client_secret" => ("client_secret_file", "client_secret_env"),
             _ => ("refresh_token_file", "refresh_token_env"),
@@ -591,25 +650,13 @@ impl<'a> Fields<'a> {
         }
         let file = self.path(file_key, base_dir, false);
         let env = self.string(env_key, false);
-        let value = match (file, env) {
+        let (source, key_used) = match (file, env) {
             (Some(_), Some(_)) => {
                 self.problem(file_key, format!("give {file_key} or {env_key}, not both"));
                 return None;
             }
-            (Some(path), None) => match std::fs::read_to_string(&path) {
-                Ok(v) => v,
-                Err(e) => {
-                    self.problem(file_key, format!("cannot read {}: {e}", path.display()));
-                    return None;
-                }
-            },
-            (None, Some(var)) => match std::env::var(&var) {
-                Ok(v) => v,
-                Err(_) => {
-                    self.problem(env_key, format!("environment variable {var} is not set"));
-                    return None;
-                }
-            },
+            (Some(path), None) => (SecretSource::File(path), file_key),
+            (None, Some(var)) => (SecretSource::Env(var), env_key),
             (None, None) => {
                 if required {
                     self.problem(file_key, format!("is required (or {env_key})"));
@@ -617,12 +664,63 @@ impl<'a> Fields<'a> {
                 return None;
             }
         };
-        let value = value.trim();
-        if value.is_empty() {
-            self.problem(file_key, "the secret is empty".into());
-            return None;
+        match source.read() {
+            Ok(secret) => Some((source, secret)),
+            Err(msg) => {
+                self.problem(key_used, msg);
+                None
+            }
         }
-        Some(Secret::new(value))
+    }
+
+    fn boolean(&mut self, key: &'static str, default: bool) -> Option<bool> {
+        match self.get(key) {
+            None => Some(default),
+            Some(Value::Boolean(b)) => Some(*b),
+            Some(other) => {
+                self.problem(
+                    key,
+                    format!("must be true or false, not {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    /// An optional date (`2027-01-31`) or date-time (RFC 3339), as epoch milliseconds.
+    /// `Some(None)` when absent, `None` when invalid.
+    fn date(&mut self, key: &'static str) -> Option<Option<i64>> {
+        let value = match self.get(key) {
+            None => return Some(None),
+            Some(Value::String(s)) => s.trim().to_string(),
+            Some(Value::Datetime(d)) => d.to_string(),
+            Some(other) => {
+                self.problem(
+                    key,
+                    format!(
+                        "must be a date like \"2027-01-31\", not {}",
+                        other.type_str()
+                    ),
+                );
+                return None;
+            }
+        };
+        if let Some(ms) = crate::clock::parse_rfc3339_ms(&value) {
+            return Some(Some(ms));
+        }
+        match chrono::NaiveDate::parse_from_str(&value, "%Y-%m-%d") {
+            Ok(d) => Some(
+                d.and_hms_opt(0, 0, 0)
+                    .map(|t| t.and_utc().timestamp_millis()),
+            ),
+            Err(_) => {
+                self.problem(
+                    key,
+                    format!("\"{value}\" is not a date like \"2027-01-31\""),
+                );
+                None
+            }
+        }
     }
 
     fn array_of_tables(&mut self, key: &'static str) -> Vec<Table> {

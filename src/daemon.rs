@@ -3,8 +3,10 @@
 //!
 //! - One poll in flight per tenant; a missed tick is skipped, not queued.
 //! - One tenant's failure never stalls another; a sink's never stalls the others.
-//! - A tenant whose credentials need a person stops with one error line; when no tenant is left
-//!   the daemon delivers what it holds and exits non-zero.
+//! - A tenant whose credentials or permissions need a person logs one error line, is marked so
+//!   in the database, and is checked again every `credential_recheck` (a new refresh token from
+//!   `authorize` or the configured file is picked up then, without a restart). With `--once` it
+//!   ends the run with that message instead.
 //! - Shutdown abandons in-flight requests (stored windows are whole transactions), then gives
 //!   the sinks `drain_timeout` to deliver what is queued. What is left stays in the database.
 
@@ -216,17 +218,26 @@ async fn tenant_loop(
     let t = &c.tenant;
     let mut interval = tokio::time::interval(t.poll_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut needs_person: Option<String> = None;
+    let mut expiry_warned: Option<Instant> = None;
     loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = stopped(&mut stop) => return Ok(()),
+        if needs_person.is_none() {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = stopped(&mut stop) => return Ok(()),
+            }
         }
+        warn_refresh_token_expiry(t, &mut expiry_warned);
         let result = tokio::select! {
             r = c.poll() => r,
             _ = stopped(&mut stop) => return Ok(()),
         };
         match result {
             Ok(r) => {
+                if needs_person.take().is_some() {
+                    tracing::info!(tenant = %t.name, "tenant recovered: collecting again");
+                }
+                c.record(Ok(())).await;
                 tracing::info!(
                     tenant = %t.name,
                     from = %rfc3339_s(r.from_ms),
@@ -245,7 +256,41 @@ async fn tenant_loop(
                 }
             }
             Err(e @ CollectError::Transient { .. }) if !once => {
+                c.record(Err(e.to_string())).await;
                 tracing::warn!(error = %e, next_poll_in = ?t.poll_interval, "poll failed; the next poll resumes from the checkpoint");
+            }
+            Err(CollectError::NeedsPerson {
+                message,
+                credentials,
+                ..
+            }) if !once => {
+                let line = format!("tenant {}: {message}", t.name);
+                c.record(Err(line.clone())).await;
+                // One error line per distinct problem, then quiet rechecks.
+                if needs_person.as_deref() != Some(line.as_str()) {
+                    tracing::error!(error = %line, recheck_every = ?t.credential_recheck, "tenant needs a person; collection resumes by itself once it is fixed");
+                }
+                needs_person = Some(line);
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(t.credential_recheck) => {}
+                        _ = stopped(&mut stop) => return Ok(()),
+                    }
+                    match c.tokens().reload().await {
+                        Ok(true) => {
+                            tracing::info!(tenant = %t.name, "found a new refresh token; trying it");
+                            break;
+                        }
+                        // The same rejected token would be rejected again: wait for a new one.
+                        Ok(false) if credentials => continue,
+                        Ok(false) => break,
+                        Err(e) => {
+                            tracing::warn!(tenant = %t.name, error = %format!("{e:#}"), "cannot look for a new refresh token");
+                            continue;
+                        }
+                    }
+                }
+                continue;
             }
             Err(e @ CollectError::NeedsPerson { .. }) => {
                 tracing::error!(error = %e, "tenant stopped: it needs a person");
@@ -262,6 +307,27 @@ async fn tenant_loop(
         if once {
             return Ok(());
         }
+    }
+}
+
+/// Warns (daily) as a refresh token with a known expiry nears it.
+fn warn_refresh_token_expiry(t: &crate::config::TenantConfig, last: &mut Option<Instant>) {
+    let Some(expires) = t.refresh_token_expires_ms else {
+        return;
+    };
+    if last.is_some_and(|l| l.elapsed() < Duration::from_secs(86_400)) {
+        return;
+    }
+    let left_ms = expires - chrono::Utc::now().timestamp_millis();
+    if left_ms > t.refresh_token_warn_before.as_millis() as i64 {
+        return;
+    }
+    *last = Some(Instant::now());
+    let fix = "generate a new refresh token in Workday (Manage Refresh Tokens for Integrations) or run authorize, then update refresh_token_expires";
+    if left_ms <= 0 {
+        tracing::error!(tenant = %t.name, expired = %rfc3339_s(expires), "the refresh token has expired (refresh_token_expires): {fix}");
+    } else {
+        tracing::warn!(tenant = %t.name, expires = %rfc3339_s(expires), days_left = left_ms / 86_400_000, "the refresh token expires soon (refresh_token_expires): {fix}");
     }
 }
 

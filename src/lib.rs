@@ -11,6 +11,7 @@ pub mod collect;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod doctor;
 pub mod forward;
 pub mod normalize;
 pub mod secret;

@@ -48,6 +48,38 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(daemon::run(config, daemon::RunOptions::new(once, shutdown)))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Authorize {
+            config,
+            tenant,
+            code,
+            import_refresh_token,
+        } => {
+            runtime()?.block_on(workday_collector::auth::authorize::command(
+                &config,
+                &tenant,
+                code,
+                import_refresh_token,
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor {
+            config,
+            tenant,
+            json,
+        } => {
+            let report =
+                runtime()?.block_on(workday_collector::doctor::run(&config, tenant.as_deref()));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render_text());
+            }
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Demo { once, dir, events } => {
             let shutdown = daemon::shutdown_on_signals()?;
             let summary = runtime()?.block_on(demo::demo(&dir, once, events, shutdown))?;

@@ -4,6 +4,9 @@
 //!
 //! Only this module (and `config`, which reads them) sees client secrets and refresh tokens.
 //! It does not decide when to poll or what a 401 from the API means beyond "refresh once".
+//! The one-time authorization-code sign-in lives in `authorize`.
+
+pub mod authorize;
 
 use crate::config::{ClientAuth, TenantConfig};
 use crate::secret::Secret;
@@ -122,9 +125,9 @@ pub fn oauth_client(t: &TenantConfig) -> OAuthClient {
 }
 
 /// Remembers the HTTP status of the token endpoint's answer, which `oauth2` does not report.
-struct StatusRecorder {
-    http: reqwest::Client,
-    status: std::sync::Mutex<Option<u16>>,
+pub(crate) struct StatusRecorder {
+    pub(crate) http: reqwest::Client,
+    pub(crate) status: std::sync::Mutex<Option<u16>>,
 }
 
 impl<'c> AsyncHttpClient<'c> for StatusRecorder {
@@ -182,24 +185,31 @@ pub async fn refresh_grant(
                 rotated,
             })
         }
-        Err(e) => Err(classify_token_error(tenant, status, e)),
+        Err(e) => Err(classify_token_error(tenant, status, e, false)),
     }
 }
 
-fn classify_token_error(
+pub(crate) fn classify_token_error(
     tenant: &str,
     status: Option<u16>,
     e: RequestTokenError<HttpClientError<reqwest::Error>, BasicErrorResponse>,
+    code_exchange: bool,
 ) -> AuthError {
     let fix_token = format!(
         "generate a new refresh token in Workday (Manage Refresh Tokens for Integrations) and put \
-         it in this tenant's refresh_token_file, then restart; tenant {tenant}"
+         it in this tenant's refresh_token_file, or sign in again with 'workday-collector authorize \
+         --config FILE --tenant {tenant}'; tenant {tenant}"
     );
     let status_text = status.map(|s| format!(" ({s})")).unwrap_or_default();
     match e {
         RequestTokenError::ServerResponse(r) => {
             let desc = r.error_description().cloned().unwrap_or_default();
             match r.error() {
+                BasicErrorResponseType::InvalidGrant if code_exchange => AuthError::NeedsPerson(format!(
+                    "workday rejected the authorization code (invalid_grant{}): it expired, was used \
+                     already, or the redirect URI or PKCE verifier did not match; run authorize again",
+                    if desc.is_empty() { String::new() } else { format!(": {desc}") }
+                )),
                 BasicErrorResponseType::InvalidGrant => AuthError::NeedsPerson(format!(
                     "refresh token rejected by workday (invalid_grant{}): it was revoked, regenerated, \
                      expired, or the sandbox was refreshed from production; {fix_token}",
@@ -212,6 +222,10 @@ fn classify_token_error(
                         r.error().as_ref()
                     ))
                 }
+                other if other.as_ref().to_ascii_lowercase().contains("invalid tenant") => AuthError::NeedsPerson(format!(
+                    "workday does not know this tenant{status_text}: check the tenant name in \
+                     token_endpoint; tenant {tenant}"
+                )),
                 other if status.is_some_and(|s| s >= 500) || other.as_ref() == "temporarily_unavailable" => {
                     AuthError::Transient(format!("token endpoint answered {}{status_text}", other.as_ref()))
                 }
@@ -260,52 +274,68 @@ struct Cached {
 }
 
 struct State {
-    refresh_token: Secret,
+    refresh_token: Option<Secret>,
+    /// Fingerprint of the configured token that the current lineage descends from ("" for none).
+    origin_fp: String,
     access: Option<Cached>,
+}
+
+/// The message for a tenant that has no refresh token at all.
+pub fn no_token_message(tenant: &str) -> String {
+    format!(
+        "tenant {tenant} has no refresh token: sign in with 'workday-collector authorize --config FILE \
+         --tenant {tenant}' (API Client), or set refresh_token_file (API Client for Integrations)"
+    )
+}
+
+/// Picks the refresh token to use: a stored (rotated or signed-in) one wins unless the
+/// configured token changed since it was stored.
+fn choose(
+    configured: Option<&Secret>,
+    stored: Option<(String, String)>,
+) -> (Option<Secret>, String, bool) {
+    let configured_fp = configured.map(Secret::fingerprint).unwrap_or_default();
+    match stored {
+        Some((token, fp)) if fp == configured_fp => (Some(Secret::new(token)), configured_fp, true),
+        _ => (configured.cloned(), configured_fp, false),
+    }
 }
 
 /// Hands out a valid access token for one tenant.
 pub struct TokenSource {
     tenant: String,
+    config: TenantConfig,
     oauth: OAuthClient,
     http: reqwest::Client,
     store: StoreHandle,
-    /// Fingerprint of the configured refresh token a stored (rotated) token descends from.
-    origin_fp: String,
     state: tokio::sync::Mutex<State>,
     refreshes: std::sync::atomic::AtomicU64,
 }
 
 impl TokenSource {
-    /// Chooses the refresh token: a rotated one stored in the database wins, unless the operator
-    /// has since configured a different token (then that newer one is used).
     pub async fn new(
         t: &TenantConfig,
         http: reqwest::Client,
         store: StoreHandle,
     ) -> anyhow::Result<TokenSource> {
-        let origin_fp = t.refresh_token.fingerprint();
         let tenant = t.name.clone();
         let stored = store.call(move |s| s.refresh_token(&tenant)).await?;
-        let refresh_token = match stored {
-            Some((token, fp)) if fp == origin_fp => {
-                tracing::debug!(tenant = %t.name, "using the rotated refresh token from the state database");
-                Secret::new(token)
-            }
-            Some(_) => {
-                tracing::info!(tenant = %t.name, "the configured refresh token changed since the stored one; using the configured token");
-                t.refresh_token.clone()
-            }
-            None => t.refresh_token.clone(),
-        };
+        let (refresh_token, origin_fp, from_store) =
+            choose(t.refresh_token.as_ref(), stored.clone());
+        if from_store {
+            tracing::debug!(tenant = %t.name, "using the refresh token from the state database");
+        } else if stored.is_some() {
+            tracing::info!(tenant = %t.name, "the configured refresh token changed since the stored one; using the configured token");
+        }
         Ok(TokenSource {
             tenant: t.name.clone(),
+            config: t.clone(),
             oauth: oauth_client(t),
             http,
             store,
-            origin_fp,
             state: tokio::sync::Mutex::new(State {
                 refresh_token,
+                origin_fp,
                 access: None,
             }),
             refreshes: std::sync::atomic::AtomicU64::new(0),
@@ -320,23 +350,38 @@ impl TokenSource {
                 return Ok(c.token.clone());
             }
         }
-        let grant =
-            refresh_grant(&self.tenant, &self.oauth, &self.http, &state.refresh_token).await?;
+        let Some(current) = state.refresh_token.clone() else {
+            let msg = no_token_message(&self.tenant);
+            self.record_failure(&msg).await;
+            return Err(AuthError::NeedsPerson(msg));
+        };
+        let grant = match refresh_grant(&self.tenant, &self.oauth, &self.http, &current).await {
+            Ok(g) => g,
+            Err(AuthError::NeedsPerson(msg)) => {
+                self.record_failure(&msg).await;
+                return Err(AuthError::NeedsPerson(msg));
+            }
+            Err(e) => return Err(e),
+        };
         self.refreshes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now = chrono::Utc::now().timestamp_millis();
+        let tenant = self.tenant.clone();
+        let rotated = grant.rotated.as_ref().map(|r| r.expose().to_string());
+        let fp = state.origin_fp.clone();
+        let expires_raw = grant.expires_in_raw.as_ref().map(|v| v.to_string());
+        // Durable first: Workday may already have invalidated the token we just used.
+        self.store
+            .call(move |s| {
+                if let Some(token) = rotated {
+                    s.save_refresh_token(&tenant, &token, &fp, now)?;
+                }
+                s.credential_ok(&tenant, expires_raw.as_deref(), now)
+            })
+            .await
+            .map_err(AuthError::Store)?;
         if let Some(new) = grant.rotated {
-            // Durable first: Workday may already have invalidated the token we just used.
-            let (tenant, token, fp) = (
-                self.tenant.clone(),
-                new.expose().to_string(),
-                self.origin_fp.clone(),
-            );
-            let now = chrono::Utc::now().timestamp_millis();
-            state.refresh_token = new;
-            self.store
-                .call(move |s| s.save_refresh_token(&tenant, &token, &fp, now))
-                .await
-                .map_err(AuthError::Store)?;
+            state.refresh_token = Some(new);
             tracing::info!(tenant = %self.tenant, "workday rotated the refresh token; stored the new one");
         }
         if !matches!(grant.expires_in_raw, Some(serde_json::Value::Number(ref n)) if n.as_i64().is_some_and(|s| s > 0))
@@ -354,6 +399,44 @@ impl TokenSource {
         Ok(token)
     }
 
+    async fn record_failure(&self, msg: &str) {
+        let (tenant, msg) = (self.tenant.clone(), msg.to_string());
+        let now = chrono::Utc::now().timestamp_millis();
+        if let Err(e) = self
+            .store
+            .call(move |s| s.credential_failed(&tenant, &msg, now))
+            .await
+        {
+            tracing::warn!(tenant = %self.tenant, error = %format!("{e:#}"), "cannot record the credential state");
+        }
+    }
+
+    /// Looks again for a refresh token (the database, where `authorize` stores one, and the
+    /// configured file or variable). Returns whether a different token is now in use.
+    pub async fn reload(&self) -> anyhow::Result<bool> {
+        let configured = match &self.config.refresh_token_source {
+            Some(src) => match src.read() {
+                Ok(s) => Some(s),
+                Err(msg) => {
+                    tracing::debug!(tenant = %self.tenant, error = %msg, "cannot re-read the configured refresh token");
+                    self.config.refresh_token.clone()
+                }
+            },
+            None => None,
+        };
+        let tenant = self.tenant.clone();
+        let stored = self.store.call(move |s| s.refresh_token(&tenant)).await?;
+        let (token, fp, _) = choose(configured.as_ref(), stored);
+        let mut state = self.state.lock().await;
+        if token == state.refresh_token {
+            return Ok(false);
+        }
+        state.refresh_token = token;
+        state.origin_fp = fp;
+        state.access = None;
+        Ok(true)
+    }
+
     /// Forgets the cached access token after Workday answered 401 with it.
     pub async fn invalidate(&self, rejected: &Secret) {
         let mut state = self.state.lock().await;
@@ -364,6 +447,15 @@ impl TokenSource {
 
     pub fn refresh_count(&self) -> u64 {
         self.refreshes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Fingerprint of the configured token the current lineage descends from ("" for none);
+    /// what a token stored by `authorize` must carry to be preferred on the next start.
+    pub fn configured_fingerprint(t: &TenantConfig) -> String {
+        t.refresh_token
+            .as_ref()
+            .map(Secret::fingerprint)
+            .unwrap_or_default()
     }
 }
 

@@ -19,7 +19,7 @@ use dataset::{mix, Dataset, DatasetSpec, SimEvent, OWN_POLLING_CONTENT};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +46,10 @@ pub struct SimConfig {
     pub total_capped: bool,
     /// Log each activity-log request as an entry of its own, as Workday does.
     pub log_own_requests: bool,
+    /// The API client's registered Redirection URI (authorization-code sign-in).
+    pub redirect_uri: String,
+    /// The client's PKCE checkbox: sign-ins must carry an S256 challenge.
+    pub pkce_required: bool,
 }
 
 impl SimConfig {
@@ -74,6 +78,8 @@ impl SimConfig {
             to_inclusive: false,
             total_capped: false,
             log_own_requests: false,
+            redirect_uri: "http://127.0.0.1:8765/callback".into(),
+            pkce_required: true,
         }
     }
 }
@@ -92,14 +98,33 @@ pub struct Faults {
     pub truncate_next: AtomicU32,
     /// Delay before every activity-log answer.
     pub delay_ms: AtomicU64,
+    /// The person signing in clicks Deny.
+    pub deny_consent: AtomicBool,
+    /// The activity log answers 403 (no System Auditing domain, no System scope, or logging off).
+    pub forbid_activity: AtomicBool,
+    /// The activity log answers 404 (a wrong path).
+    pub activity_not_found: AtomicBool,
+    /// The activity log answers 401 to every token (e.g. a client without the System scope).
+    pub reject_access_tokens: AtomicBool,
+    /// "Enable User Activity Logging" is off: every query is empty.
+    pub logging_disabled: AtomicBool,
+    /// The `Date` header runs this far from the simulator's clock.
+    pub date_skew_secs: AtomicI64,
 }
 
 struct AccessGrant {
     expires_at_ms: i64,
 }
 
+struct IssuedCode {
+    challenge: Option<String>,
+    redirect_uri: String,
+    expires_at_ms: i64,
+}
+
 struct Tokens {
     valid_refresh: HashSet<String>,
+    codes: HashMap<String, IssuedCode>,
     access: HashMap<String, AccessGrant>,
     issued: Vec<String>,
     counter: u64,
@@ -147,6 +172,7 @@ impl SimHandle {
             own: Mutex::new(Vec::new()),
             tokens: Mutex::new(Tokens {
                 valid_refresh: valid,
+                codes: HashMap::new(),
                 access: HashMap::new(),
                 issued: Vec::new(),
                 counter: 0,
@@ -156,6 +182,7 @@ impl SimHandle {
         });
         let app = Router::new()
             .route("/ccx/oauth2/{tenant}/token", post(token))
+            .route("/{tenant}/authorize", get(authorize))
             .route(
                 "/ccx/api/privacy/v1/{tenant}/activityLogging",
                 get(activity),
@@ -381,24 +408,56 @@ async fn token(
     if id != s.cfg.client_id || secret != s.cfg.client_secret {
         return fail(StatusCode::UNAUTHORIZED, json!({"error": "invalid_client"}));
     }
-    if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            json!({"error": "unsupported_grant_type"}),
-        );
-    }
-    let presented = form.get("refresh_token").cloned().unwrap_or_default();
+    let grant = form.get("grant_type").cloned().unwrap_or_default();
     let mut t = match s.tokens.lock() {
         Ok(t) => t,
         Err(p) => p.into_inner(),
     };
-    if !t.valid_refresh.contains(&presented) {
-        drop(t);
-        return fail(
-            StatusCode::BAD_REQUEST,
-            json!({"error": "invalid_grant", "error_description": "Invalid refresh token"}),
-        );
-    }
+    let presented = match grant.as_str() {
+        "refresh_token" => {
+            let presented = form.get("refresh_token").cloned().unwrap_or_default();
+            if !t.valid_refresh.contains(&presented) {
+                drop(t);
+                return fail(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "invalid_grant", "error_description": "Invalid refresh token"}),
+                );
+            }
+            Some(presented)
+        }
+        "authorization_code" => {
+            let code = form.get("code").cloned().unwrap_or_default();
+            let issued = t.codes.remove(&code);
+            let verdict = match issued {
+                None => Err("Invalid or used authorization code"),
+                Some(c) if c.expires_at_ms < s.clock.now_ms() => Err("Authorization code expired"),
+                Some(c) if form.get("redirect_uri") != Some(&c.redirect_uri) => {
+                    Err("redirect_uri mismatch")
+                }
+                Some(c) => match (&c.challenge, form.get("code_verifier")) {
+                    (None, _) => Ok(()),
+                    (Some(_), None) => Err("code_verifier required"),
+                    (Some(ch), Some(v)) if &pkce_s256(v) == ch => Ok(()),
+                    (Some(_), Some(_)) => Err("PKCE verification failed"),
+                },
+            };
+            if let Err(why) = verdict {
+                drop(t);
+                return fail(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "invalid_grant", "error_description": why}),
+                );
+            }
+            None
+        }
+        _ => {
+            drop(t);
+            return fail(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "unsupported_grant_type"}),
+            );
+        }
+    };
     let seed = s.cfg.dataset.seed;
     let access = new_token(&mut t, seed, "access");
     let lifetime_ms = match s.cfg.expires_in {
@@ -412,13 +471,16 @@ async fn token(
             expires_at_ms: s.clock.now_ms() + lifetime_ms,
         },
     );
-    let refresh = if s.cfg.rotate_refresh_tokens {
-        t.valid_refresh.remove(&presented);
-        let r = new_token(&mut t, seed, "refresh");
-        t.valid_refresh.insert(r.clone());
-        r
-    } else {
-        presented
+    let refresh = match presented {
+        Some(p) if !s.cfg.rotate_refresh_tokens => p,
+        old => {
+            if let Some(p) = old {
+                t.valid_refresh.remove(&p);
+            }
+            let r = new_token(&mut t, seed, "refresh");
+            t.valid_refresh.insert(r.clone());
+            r
+        }
     };
     drop(t);
     let mut body =
@@ -427,7 +489,93 @@ async fn token(
         body["expires_in"] = json!(n);
     }
     count(&s, |c| c.token_ok += 1, 200);
-    Json(body).into_response()
+    with_date(&s, Json(body).into_response())
+}
+
+fn pkce_s256(verifier: &str) -> String {
+    use sha2::{Digest, Sha256};
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// A `Date` header from the simulator's clock (plus any configured skew).
+fn with_date(s: &SimState, mut resp: Response) -> Response {
+    let skew = s.faults.date_skew_secs.load(Ordering::SeqCst);
+    let at = crate::clock::ms_to_datetime(s.clock.now_ms() + skew * 1000);
+    if let Ok(v) = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string().parse() {
+        resp.headers_mut().insert("date", v);
+    }
+    resp
+}
+
+/// Workday's sign-in page with auto-consent: redirects to the registered URI with a code.
+async fn authorize(
+    State(s): State<Arc<SimState>>,
+    Path(tenant): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let page = |status: StatusCode, msg: &str| {
+        (
+            status,
+            [("content-type", "text/html")],
+            format!("<html><body><p>{msg}</p></body></html>"),
+        )
+            .into_response()
+    };
+    if tenant != s.cfg.tenant {
+        return page(StatusCode::NOT_FOUND, "Invalid tenant");
+    }
+    if q.get("client_id") != Some(&s.cfg.client_id) {
+        return page(StatusCode::BAD_REQUEST, "Invalid client id");
+    }
+    if q.get("redirect_uri") != Some(&s.cfg.redirect_uri) {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "The redirect URI does not match the one registered for this API client",
+        );
+    }
+    if q.get("response_type").map(String::as_str) != Some("code") {
+        return page(StatusCode::BAD_REQUEST, "Unsupported response type");
+    }
+    let state = q.get("state").cloned().unwrap_or_default();
+    let redirect = |params: &[(&str, &str)]| {
+        let mut url = match url::Url::parse(&s.cfg.redirect_uri) {
+            Ok(u) => u,
+            Err(_) => return page(StatusCode::INTERNAL_SERVER_ERROR, "bad redirect uri"),
+        };
+        url.query_pairs_mut().extend_pairs(params.iter().copied());
+        (StatusCode::FOUND, [("location", url.to_string())]).into_response()
+    };
+    let challenge = q.get("code_challenge").cloned();
+    if s.cfg.pkce_required
+        && (challenge.is_none()
+            || q.get("code_challenge_method").map(String::as_str) != Some("S256"))
+    {
+        return redirect(&[
+            ("error", "invalid_request"),
+            ("error_description", "PKCE S256 code_challenge required"),
+            ("state", &state),
+        ]);
+    }
+    if s.faults.deny_consent.load(Ordering::SeqCst) {
+        return redirect(&[("error", "access_denied"), ("state", &state)]);
+    }
+    let code = {
+        let mut t = match s.tokens.lock() {
+            Ok(t) => t,
+            Err(p) => p.into_inner(),
+        };
+        let code = new_token(&mut t, s.cfg.dataset.seed, "code");
+        t.codes.insert(
+            code.clone(),
+            IssuedCode {
+                challenge,
+                redirect_uri: s.cfg.redirect_uri.clone(),
+                expires_at_ms: s.clock.now_ms() + 5 * 60_000,
+            },
+        );
+        code
+    };
+    redirect(&[("code", &code), ("state", &state)])
 }
 
 async fn activity(
@@ -443,7 +591,7 @@ async fn activity(
     let resp = answer_activity(&s, &tenant, &headers, &q);
     let status = resp.status().as_u16();
     count(&s, |_| {}, status);
-    resp
+    with_date(&s, resp)
 }
 
 fn answer_activity(
@@ -466,8 +614,21 @@ fn answer_activity(
         .lock()
         .map(|t| t.access.get(bearer).is_some_and(|g| g.expires_at_ms > now))
         .unwrap_or(false);
-    if !authorized {
+    if !authorized || s.faults.reject_access_tokens.load(Ordering::SeqCst) {
         return workday_error(StatusCode::UNAUTHORIZED, "invalid or expired access token");
+    }
+    if s.faults.activity_not_found.load(Ordering::SeqCst) {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "Resource not found"})),
+        )
+            .into_response();
+    }
+    if s.faults.forbid_activity.load(Ordering::SeqCst) {
+        return workday_error(
+            StatusCode::FORBIDDEN,
+            "The task submitted is not authorized.",
+        );
     }
     if take(&s.faults.rate_limit_next) {
         let secs = s.faults.retry_after_secs.load(Ordering::SeqCst);
@@ -541,6 +702,7 @@ fn answer_activity(
         return workday_error(StatusCode::BAD_REQUEST, "from must not be after to");
     }
 
+    let logging = !s.faults.logging_disabled.load(Ordering::SeqCst);
     let mut hits: Vec<SimEvent> = s
         .data
         .matching(from, to, s.cfg.to_inclusive, now)
@@ -552,6 +714,9 @@ fn answer_activity(
             own.iter()
                 .filter(|e| in_bounds(e, from, to, s.cfg.to_inclusive, now)),
         );
+    }
+    if !logging {
+        hits.clear();
     }
     if s.cfg.log_own_requests {
         if let Ok(mut own) = s.own.lock() {

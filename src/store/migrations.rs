@@ -34,6 +34,24 @@ const STEPS: &[&str] = &[
         origin_fp TEXT NOT NULL,
         updated_at_ms INTEGER NOT NULL
     );",
+    // 2: tenant health (credential state, last poll result) and pending sign-ins.
+    "CREATE TABLE tenant_health (
+        tenant TEXT PRIMARY KEY,
+        credential_state TEXT NOT NULL DEFAULT 'unknown',
+        credential_message TEXT,
+        last_refresh_ok_ms INTEGER,
+        expires_in_raw TEXT,
+        last_error TEXT,
+        last_error_ms INTEGER,
+        last_success_ms INTEGER,
+        updated_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE pending_authorizations (
+        tenant TEXT PRIMARY KEY,
+        csrf_state TEXT NOT NULL,
+        pkce_verifier TEXT,
+        created_at_ms INTEGER NOT NULL
+    );",
 ];
 
 pub const LATEST: i64 = STEPS.len() as i64;

@@ -15,6 +15,9 @@
 
 mod migrations;
 
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = migrations::LATEST;
+
 use anyhow::{bail, Context, Result};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -333,6 +336,18 @@ impl Store {
             .optional()?)
     }
 
+    /// When the stored refresh token was last written.
+    pub fn refresh_token_updated_at(&self, tenant: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT updated_at_ms FROM refresh_tokens WHERE tenant = ?1",
+                params![tenant],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// Durably stores a rotated refresh token (committed with synchronous = FULL).
     pub fn save_refresh_token(
         &mut self,
@@ -349,6 +364,179 @@ impl Store {
             params![tenant, token, origin_fp, now_ms],
         )?;
         Ok(())
+    }
+}
+
+/// What the database knows about a tenant's health.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantHealth {
+    /// `ok`, `needs_person` or `unknown`.
+    pub credential_state: String,
+    pub credential_message: Option<String>,
+    pub last_refresh_ok_ms: Option<i64>,
+    pub expires_in_raw: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+    pub last_success_ms: Option<i64>,
+}
+
+/// A sign-in started by `authorize`, awaiting its code.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PendingAuthorization {
+    pub csrf_state: String,
+    pub pkce_verifier: Option<String>,
+    pub created_at_ms: i64,
+}
+
+impl std::fmt::Debug for PendingAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAuthorization")
+            .field("created_at_ms", &self.created_at_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens an existing database read-only and returns its schema version, without creating
+    /// or migrating anything (for `doctor`). `Ok(None)` when the file does not exist yet.
+    pub fn inspect(path: &Path) -> Result<Option<i64>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("cannot open database {}", path.display()))?;
+        let app_id: i64 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .with_context(|| format!("{} is not a SQLite database", path.display()))?;
+        if app_id != APPLICATION_ID {
+            bail!("{} is not a workday-collector database", path.display());
+        }
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        conn.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
+            .with_context(|| format!("cannot read events from {}", path.display()))?;
+        Ok(Some(version))
+    }
+
+    fn touch_health(&mut self, tenant: &str, now_ms: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO tenant_health (tenant, updated_at_ms) VALUES (?1, ?2)",
+            params![tenant, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// A refresh grant succeeded.
+    pub fn credential_ok(
+        &mut self,
+        tenant: &str,
+        expires_in_raw: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.touch_health(tenant, now_ms)?;
+        self.conn.execute(
+            "UPDATE tenant_health SET credential_state = 'ok', credential_message = NULL,
+                 last_refresh_ok_ms = ?2, expires_in_raw = ?3, updated_at_ms = ?2 WHERE tenant = ?1",
+            params![tenant, now_ms, expires_in_raw],
+        )?;
+        Ok(())
+    }
+
+    /// The credentials need a person; `message` says what to do.
+    pub fn credential_failed(&mut self, tenant: &str, message: &str, now_ms: i64) -> Result<()> {
+        self.touch_health(tenant, now_ms)?;
+        self.conn.execute(
+            "UPDATE tenant_health SET credential_state = 'needs_person', credential_message = ?2,
+                 updated_at_ms = ?3 WHERE tenant = ?1",
+            params![tenant, message, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Records how a poll ended: `Ok(())` or its error message.
+    pub fn poll_result(
+        &mut self,
+        tenant: &str,
+        result: Result<(), &str>,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.touch_health(tenant, now_ms)?;
+        match result {
+            Ok(()) => self.conn.execute(
+                "UPDATE tenant_health SET last_success_ms = ?2, updated_at_ms = ?2 WHERE tenant = ?1",
+                params![tenant, now_ms],
+            )?,
+            Err(msg) => self.conn.execute(
+                "UPDATE tenant_health SET last_error = ?2, last_error_ms = ?3, updated_at_ms = ?3
+                 WHERE tenant = ?1",
+                params![tenant, msg, now_ms],
+            )?,
+        };
+        Ok(())
+    }
+
+    pub fn tenant_health(&self, tenant: &str) -> Result<Option<TenantHealth>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT credential_state, credential_message, last_refresh_ok_ms, expires_in_raw,
+                        last_error, last_error_ms, last_success_ms
+                 FROM tenant_health WHERE tenant = ?1",
+                params![tenant],
+                |r| {
+                    Ok(TenantHealth {
+                        credential_state: r.get(0)?,
+                        credential_message: r.get(1)?,
+                        last_refresh_ok_ms: r.get(2)?,
+                        expires_in_raw: r.get(3)?,
+                        last_error: r.get(4)?,
+                        last_error_ms: r.get(5)?,
+                        last_success_ms: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn save_pending_authorization(
+        &mut self,
+        tenant: &str,
+        p: &PendingAuthorization,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO pending_authorizations (tenant, csrf_state, pkce_verifier, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant) DO UPDATE SET csrf_state = excluded.csrf_state,
+                 pkce_verifier = excluded.pkce_verifier, created_at_ms = excluded.created_at_ms",
+            params![tenant, p.csrf_state, p.pkce_verifier, p.created_at_ms],
+        )?;
+        Ok(())
+    }
+
+    /// The pending sign-in for a tenant, removed as it is read (a code is good once).
+    pub fn take_pending_authorization(
+        &mut self,
+        tenant: &str,
+    ) -> Result<Option<PendingAuthorization>> {
+        let tx = self.conn.transaction()?;
+        let p = tx
+            .query_row(
+                "SELECT csrf_state, pkce_verifier, created_at_ms FROM pending_authorizations WHERE tenant = ?1",
+                params![tenant],
+                |r| {
+                    Ok(PendingAuthorization {
+                        csrf_state: r.get(0)?,
+                        pkce_verifier: r.get(1)?,
+                        created_at_ms: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?;
+        tx.execute(
+            "DELETE FROM pending_authorizations WHERE tenant = ?1",
+            params![tenant],
+        )?;
+        tx.commit()?;
+        Ok(p)
     }
 }
 
@@ -500,6 +688,39 @@ mod tests {
             s.refresh_token("acme").expect("get"),
             Some(("tok".to_string(), "fp".to_string()))
         );
+    }
+
+    #[test]
+    fn health_and_pending_sign_ins() {
+        let mut s = Store::open_in_memory().expect("open");
+        assert_eq!(s.tenant_health("acme").expect("read"), None);
+        s.credential_failed("acme", "run authorize", 5)
+            .expect("write");
+        s.poll_result("acme", Err("403"), 6).expect("write");
+        let h = s.tenant_health("acme").expect("read").expect("row");
+        assert_eq!(h.credential_state, "needs_person");
+        assert_eq!(h.last_error.as_deref(), Some("403"));
+        s.credential_ok("acme", Some("-1"), 7).expect("write");
+        s.poll_result("acme", Ok(()), 8).expect("write");
+        let h = s.tenant_health("acme").expect("read").expect("row");
+        assert_eq!(
+            (
+                h.credential_state.as_str(),
+                h.last_refresh_ok_ms,
+                h.last_success_ms
+            ),
+            ("ok", Some(7), Some(8))
+        );
+        assert_eq!(h.expires_in_raw.as_deref(), Some("-1"));
+
+        let p = PendingAuthorization {
+            csrf_state: "st".into(),
+            pkce_verifier: Some("v".into()),
+            created_at_ms: 1,
+        };
+        s.save_pending_authorization("acme", &p).expect("save");
+        assert_eq!(s.take_pending_authorization("acme").expect("take"), Some(p));
+        assert_eq!(s.take_pending_authorization("acme").expect("take"), None);
     }
 
     #[test]

@@ -99,7 +99,30 @@ impl WorkdayClient {
         wire::parse_count(&body).map_err(ApiError::Transient)
     }
 
+    /// One page, plus the server's `Date` header (epoch ms) whenever Workday answered at all:
+    /// what `doctor` needs to judge permissions and clock skew.
+    pub async fn probe(&self, token: &Secret, q: &Query) -> (Option<i64>, Result<Page, ApiError>) {
+        let mut params = Self::base_params(q);
+        params.push(("limit", q.limit.to_string()));
+        params.push(("offset", q.offset.to_string()));
+        let mut date = None;
+        let body = self.get_inner(token, &params, &mut date).await;
+        (
+            date,
+            body.and_then(|b| wire::parse_page(&b).map_err(ApiError::Transient)),
+        )
+    }
+
     async fn get(&self, token: &Secret, params: &[(&str, String)]) -> Result<Vec<u8>, ApiError> {
+        self.get_inner(token, params, &mut None).await
+    }
+
+    async fn get_inner(
+        &self,
+        token: &Secret,
+        params: &[(&str, String)],
+        date: &mut Option<i64>,
+    ) -> Result<Vec<u8>, ApiError> {
         let resp = self
             .http
             .get(self.url.clone())
@@ -117,6 +140,12 @@ impl WorkdayClient {
             })?;
         let status = resp.status();
         let retry_after = retry_after(resp.headers());
+        *date = resp
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(|d| d.timestamp_millis());
         let body = read_limited(resp).await?;
         classify(status, retry_after, body)
     }

@@ -6,5 +6,7 @@ mod support;
 mod backfill;
 mod cli;
 mod crash;
+mod doctor;
 mod faults;
+mod signin;
 mod tokens;

@@ -29,6 +29,8 @@ pub struct Knobs {
     pub lag: &'static str,
     pub max_attempts: u32,
     pub extra: String,
+    /// Write `refresh_token_file` (an integration client); false for sign-in clients.
+    pub refresh_token_file: bool,
 }
 
 impl Default for Knobs {
@@ -38,6 +40,7 @@ impl Default for Knobs {
             lag: "2m",
             max_attempts: 8,
             extra: String::new(),
+            refresh_token_file: true,
         }
     }
 }
@@ -114,7 +117,7 @@ rest_api_endpoint = "{rest}"
 token_endpoint = "{token}"
 client_id = "{client_id}"
 client_secret_file = "client-secret"
-refresh_token_file = "refresh-token"
+{refresh}authorization_endpoint = "{authz}"
 backfill = "7d"
 poll_interval = "{poll}"
 lag = "{lag}"
@@ -138,6 +141,12 @@ format = "raw"
             lag = k.lag,
             attempts = k.max_attempts,
             extra = k.extra,
+            refresh = if k.refresh_token_file {
+                "refresh_token_file = \"refresh-token\"\n"
+            } else {
+                ""
+            },
+            authz = self.sim.authorization_endpoint(),
         );
         std::fs::write(&self.config_path, text).expect("write config");
     }
