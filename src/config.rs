@@ -116,6 +116,8 @@ pub enum SinkKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Raw,
+    Ocsf,
+    Ecs,
 }
 
 /// Every problem found in a config file, each naming its key.
@@ -398,10 +400,12 @@ fn parse_sink(
     };
     let format = match f.string("format", false).as_deref() {
         None | Some("raw") => Some(Format::Raw),
+        Some("ocsf") => Some(Format::Ocsf),
+        Some("ecs") => Some(Format::Ecs),
         Some(other) => {
             f.problem(
                 "format",
-                format!("\"{other}\" is not a format this version knows (raw)"),
+                format!("\"{other}\" is not a format this version knows (raw, ocsf, ecs)"),
             );
             None
         }

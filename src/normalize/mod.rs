@@ -1,21 +1,65 @@
-//! Renderings of one stored event as one output line. This version has `raw`:
+//! Renderings of one stored event as one output line: `raw`, `ocsf` (OCSF API Activity) and
+//! `ecs` (Elastic Common Schema). Every format carries the event id and the original entry.
+//! Mappings are versioned and tabled in docs/normalization.md.
 //!
+//! `raw`:
 //! `{"id":"<64 hex>","tenant":"acme","source":"workday.activity","collected_at":"<RFC 3339>","event":{…}}`
 //!
 //! where `event` is the entry exactly as Workday sent it (line breaks, which JSON allows only as
 //! insignificant whitespace, are dropped so that one event stays one line).
 //! It does not decide where lines go (see `sink`).
 
+pub mod ecs;
+pub mod ocsf;
+
 use crate::clock::rfc3339_ms;
 use crate::config::Format;
 use crate::store::StoredEvent;
+use crate::workday::wire::{parse_entry, Entry};
 
 pub const SOURCE: &str = "workday.activity";
+
+/// What the structured renderings read: the stored event and its parsed entry.
+pub struct Rendering<'a> {
+    pub event: &'a StoredEvent,
+    pub entry: Entry,
+    pub id_hex: String,
+}
+
+impl<'a> Rendering<'a> {
+    pub fn new(event: &'a StoredEvent) -> Self {
+        Rendering {
+            event,
+            entry: parse_entry(&event.raw),
+            id_hex: hex::encode(event.id),
+        }
+    }
+}
 
 /// Appends `ev` rendered in `format`, without a trailing newline.
 pub fn render(format: Format, ev: &StoredEvent, out: &mut Vec<u8>) {
     match format {
         Format::Raw => render_raw(ev, out),
+        Format::Ocsf => {
+            // Writing a Value into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, &ocsf::render(&Rendering::new(ev)));
+        }
+        Format::Ecs => {
+            let _ = serde_json::to_writer(&mut *out, &ecs::render(&Rendering::new(ev)));
+        }
+    }
+}
+
+/// `ev` rendered as a JSON value (for sinks that wrap events in envelopes).
+pub fn render_value(format: Format, ev: &StoredEvent) -> serde_json::Value {
+    match format {
+        Format::Ocsf => ocsf::render(&Rendering::new(ev)),
+        Format::Ecs => ecs::render(&Rendering::new(ev)),
+        Format::Raw => {
+            let mut buf = Vec::new();
+            render_raw(ev, &mut buf);
+            serde_json::from_slice(&buf).unwrap_or(serde_json::Value::Null)
+        }
     }
 }
 

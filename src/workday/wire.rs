@@ -113,6 +113,85 @@ pub fn preview(body: &[u8]) -> String {
     format!("{:?}", s.trim())
 }
 
+/// The fields of one activity entry, read leniently: a field that is missing or of an
+/// unexpected type is `None`; fields this version does not know are kept in `other`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Entry {
+    pub request_time: Option<String>,
+    pub request_time_ms: Option<i64>,
+    pub system_account: Option<String>,
+    pub session_id: Option<String>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub device_type: Option<String>,
+    pub task_id: Option<String>,
+    pub task_display_name: Option<String>,
+    pub activity_action: Option<String>,
+    pub target: Option<Target>,
+    /// Every other field, as sent.
+    pub other: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Target {
+    pub descriptor: Option<String>,
+    pub id: Option<String>,
+    pub href: Option<String>,
+}
+
+const KNOWN: &[&str] = &[
+    "requestTime",
+    "systemAccount",
+    "sessionId",
+    "ipAddress",
+    "userAgent",
+    "deviceType",
+    "taskId",
+    "taskDisplayName",
+    "activityAction",
+    "target",
+];
+
+/// Reads an entry as stored (never fails: a non-object yields an empty entry).
+pub fn parse_entry(raw: &str) -> Entry {
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(raw) else {
+        return Entry::default();
+    };
+    let s = |k: &str| map.get(k).and_then(Value::as_str).map(str::to_string);
+    let target = map
+        .get("target")
+        .and_then(Value::as_object)
+        .map(|t| Target {
+            descriptor: t
+                .get("descriptor")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            id: t.get("id").and_then(Value::as_str).map(str::to_string),
+            href: t.get("href").and_then(Value::as_str).map(str::to_string),
+        });
+    let request_time = s("requestTime");
+    Entry {
+        request_time_ms: request_time
+            .as_deref()
+            .and_then(crate::clock::parse_rfc3339_ms),
+        request_time,
+        system_account: s("systemAccount"),
+        session_id: s("sessionId"),
+        ip_address: s("ipAddress"),
+        user_agent: s("userAgent"),
+        device_type: s("deviceType"),
+        task_id: s("taskId"),
+        task_display_name: s("taskDisplayName"),
+        activity_action: s("activityAction"),
+        target,
+        other: map
+            .iter()
+            .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
 /// An entry's identity and time, computed over one complete query result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identified {
@@ -250,6 +329,22 @@ mod tests {
         );
         // The tenant is part of the identity.
         assert_ne!(identify("other", &raws(&[a]))[0].id, first[0].id);
+    }
+
+    #[test]
+    fn entries_are_read_leniently() {
+        let e = parse_entry(
+            r#"{"requestTime":"2026-11-27T21:48:30.832Z","systemAccount":7,"taskId":"t","target":{"id":"x"},"newField":[1]}"#,
+        );
+        assert_eq!(
+            e.request_time_ms,
+            crate::clock::parse_rfc3339_ms("2026-11-27T21:48:30.832Z")
+        );
+        assert_eq!(e.system_account, None);
+        assert_eq!(e.task_id.as_deref(), Some("t"));
+        assert_eq!(e.target.and_then(|t| t.id).as_deref(), Some("x"));
+        assert_eq!(e.other.get("newField"), Some(&serde_json::json!([1])));
+        assert_eq!(parse_entry("[1,2]"), Entry::default());
     }
 
     #[test]

@@ -8,5 +8,6 @@ mod cli;
 mod crash;
 mod doctor;
 mod faults;
+mod formats;
 mod signin;
 mod tokens;
