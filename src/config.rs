@@ -105,12 +105,70 @@ pub struct SinkConfig {
     pub kind: SinkKind,
     pub format: Format,
     pub batch_size: usize,
+    /// A batch stops growing past this many bytes (at least one event).
+    pub max_batch_bytes: usize,
+    /// Wait this long for a batch to fill before sending a partial one.
+    pub linger: Duration,
+    pub filter: Filter,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum SinkKind {
     File { path: PathBuf },
     Stdout,
+    Http(HttpSinkConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSinkConfig {
+    pub url: Url,
+    pub encoding: HttpEncoding,
+    pub gzip: bool,
+    pub headers: Vec<(String, String)>,
+    pub auth: HttpAuth,
+    /// `(secret, header)`: an HMAC-SHA256 of the (uncompressed) body, hex, as `sha256=<hex>`.
+    pub hmac: Option<(Secret, String)>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpEncoding {
+    /// One JSON object per line.
+    Ndjson,
+    /// One JSON array per request.
+    JsonArray,
+}
+
+#[derive(Debug, Clone)]
+pub enum HttpAuth {
+    None,
+    Bearer(Secret),
+    Basic { username: String, password: Secret },
+}
+
+/// Which events a sink receives. Patterns are case-insensitive globs (`*`, `?`).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub include_activity_actions: Vec<String>,
+    pub exclude_activity_actions: Vec<String>,
+    pub include_system_accounts: Vec<String>,
+    pub exclude_system_accounts: Vec<String>,
+    pub include_task_display_names: Vec<String>,
+    pub exclude_task_display_names: Vec<String>,
+    /// Drop the entries Workday logs for the collector's own API calls.
+    pub drop_own_api_calls: bool,
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self.include_activity_actions.is_empty()
+            && self.exclude_activity_actions.is_empty()
+            && self.include_system_accounts.is_empty()
+            && self.exclude_system_accounts.is_empty()
+            && self.include_task_display_names.is_empty()
+            && self.exclude_task_display_names.is_empty()
+            && !self.drop_own_api_calls
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,10 +447,32 @@ fn parse_sink(
             .path("path", base_dir, true)
             .map(|path| SinkKind::File { path }),
         Some("stdout") => Some(SinkKind::Stdout),
+        Some("http") => parse_http_sink(&mut f, base_dir).map(SinkKind::Http),
         Some(other) => {
             f.problem(
                 "type",
-                format!("\"{other}\" is not a sink type this version knows (file, stdout)"),
+                format!("\"{other}\" is not a sink type this version knows (file, stdout, http)"),
+            );
+            None
+        }
+        None => None,
+    };
+    let filter = Filter {
+        include_activity_actions: f.strings("include_activity_actions"),
+        exclude_activity_actions: f.strings("exclude_activity_actions"),
+        include_system_accounts: f.strings("include_system_accounts"),
+        exclude_system_accounts: f.strings("exclude_system_accounts"),
+        include_task_display_names: f.strings("include_task_display_names"),
+        exclude_task_display_names: f.strings("exclude_task_display_names"),
+        drop_own_api_calls: f.boolean("drop_own_api_calls", false).unwrap_or(false),
+    };
+    let linger = f.duration("linger", Duration::ZERO);
+    let max_batch_bytes = match f.integer("max_batch_bytes", 4 * 1024 * 1024) {
+        Some(n) if n >= 1024 => Some(n as usize),
+        Some(n) => {
+            f.problem(
+                "max_batch_bytes",
+                format!("{n} is too small (at least 1024)"),
             );
             None
         }
@@ -423,7 +503,63 @@ fn parse_sink(
         name: name?,
         kind: kind?,
         format: format?,
+        max_batch_bytes: max_batch_bytes?,
+        linger: linger?,
+        filter,
         batch_size: batch_size?,
+    })
+}
+
+fn parse_http_sink(f: &mut Fields<'_>, base_dir: &Path) -> Option<HttpSinkConfig> {
+    let url = f.sink_url("url");
+    let encoding = match f.string("encoding", false).as_deref() {
+        None | Some("ndjson") => Some(HttpEncoding::Ndjson),
+        Some("json_array") => Some(HttpEncoding::JsonArray),
+        Some(other) => {
+            f.problem(
+                "encoding",
+                format!("\"{other}\" is not one of \"ndjson\", \"json_array\""),
+            );
+            None
+        }
+    };
+    let gzip = f.boolean("gzip", false);
+    let headers = f.string_table("headers");
+    let timeout = f.duration("timeout", Duration::from_secs(30));
+    let token = f.secret("token", base_dir, false);
+    let username = f.string("username", false);
+    let password = f.secret("password", base_dir, false);
+    let auth = match (token, username, password) {
+        (None, None, None) => Some(HttpAuth::None),
+        (Some((_, t)), None, None) => Some(HttpAuth::Bearer(t)),
+        (None, Some(username), Some((_, password))) => Some(HttpAuth::Basic { username, password }),
+        (Some(_), _, _) => {
+            f.problem(
+                "token_file",
+                "give a bearer token or username and password, not both".into(),
+            );
+            None
+        }
+        _ => {
+            f.problem(
+                "username",
+                "basic auth needs username and password_file (or password_env)".into(),
+            );
+            None
+        }
+    };
+    let hmac_secret = f.secret("hmac_secret", base_dir, false);
+    let hmac_header = f
+        .string("hmac_header", false)
+        .unwrap_or_else(|| "X-Signature-256".into());
+    Some(HttpSinkConfig {
+        url: url?,
+        encoding: encoding?,
+        gzip: gzip?,
+        headers: headers?,
+        auth: auth?,
+        hmac: hmac_secret.map(|(_, s)| (s, hmac_header)),
+        timeout: timeout?,
     })
 }
 
@@ -642,6 +778,9 @@ impl<'a> Fields<'a> {
     ) -> Option<(SecretSource, Secret)> {
         let (file_key, env_key): (&'static str, &'static str) = match key {
             "client_secret" => ("client_secret_file", "client_secret_env"),
+            "token" => ("token_file", "token_env"),
+            "password" => ("password_file", "password_env"),
+            "hmac_secret" => ("hmac_secret_file", "hmac_secret_env"),
             _ => ("refresh_token_file", "refresh_token_env"),
         };
         if self.table.contains_key(key) {
@@ -672,6 +811,55 @@ impl<'a> Fields<'a> {
             Ok(secret) => Some((source, secret)),
             Err(msg) => {
                 self.problem(key_used, msg);
+                None
+            }
+        }
+    }
+
+    /// A sink endpoint: https with verification, or http (sinks often sit on a private network,
+    /// so plain http is allowed, as operators expect from SIEM intake URLs).
+    fn sink_url(&mut self, key: &'static str) -> Option<Url> {
+        let s = self.string(key, true)?;
+        match Url::parse(&s) {
+            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(u),
+            Ok(u) => {
+                self.problem(key, format!("\"{u}\": scheme must be https or http"));
+                None
+            }
+            Err(e) => {
+                self.problem(key, format!("\"{s}\" is not a URL ({e})"));
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, key: &'static str) -> Vec<String> {
+        match self.get(key) {
+            None => Vec::new(),
+            Some(Value::Array(items)) if items.iter().all(|i| i.is_str()) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect(),
+            Some(_) => {
+                self.problem(key, "must be a list of strings, like [\"WRITE\"]".into());
+                Vec::new()
+            }
+        }
+    }
+
+    fn string_table(&mut self, key: &'static str) -> Option<Vec<(String, String)>> {
+        match self.get(key) {
+            None => Some(Vec::new()),
+            Some(Value::Table(t)) if t.values().all(|v| v.is_str()) => Some(
+                t.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                    .collect(),
+            ),
+            Some(_) => {
+                self.problem(
+                    key,
+                    "must be a table of strings, like { \"X-Source\" = \"workday\" }".into(),
+                );
                 None
             }
         }

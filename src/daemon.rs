@@ -15,6 +15,7 @@ use crate::clock::{rfc3339_s, Clock};
 use crate::collect::{backoff, CollectError, Collector};
 use crate::config::Config;
 use crate::forward::{ForwardError, Forwarder};
+use crate::sink::SinkError;
 use crate::store::StoreHandle;
 use crate::telemetry::Stats;
 use crate::workday::client::http_client;
@@ -340,23 +341,49 @@ async fn forward_loop(
     stop_tx: Arc<watch::Sender<bool>>,
 ) -> Result<(String, u64), ForwardError> {
     let mut attempt = 0u32;
+    let mut needs_person: Option<String> = None;
     loop {
         // Read `done` before delivering: if collection had finished by then, an empty queue
         // afterwards really is the end.
         let finishing = *done.borrow_and_update();
         match f.deliver_pending().await {
-            Ok(_) => attempt = 0,
+            Ok(_) => {
+                attempt = 0;
+                if needs_person.take().is_some() {
+                    tracing::info!(sink = %f.cfg.name, "sink recovered");
+                }
+            }
             Err(e @ ForwardError::Store { .. }) => {
                 tracing::error!(error = %e, "sink stopped: the state database failed");
                 let _ = stop_tx.send(true);
                 return Err(e);
+            }
+            Err(ForwardError::Sink(SinkError::NeedsPerson(m))) => {
+                if once {
+                    return Err(ForwardError::Sink(SinkError::NeedsPerson(m)));
+                }
+                if needs_person.as_deref() != Some(m.as_str()) {
+                    tracing::error!(sink = %f.cfg.name, error = %m, "sink needs a person; its events stay queued and are retried");
+                    needs_person = Some(m);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(retry_max) => {}
+                    _ = done.changed(), if !finishing => {}
+                }
+                continue;
             }
             Err(e) => {
                 attempt += 1;
                 if once && attempt >= max_attempts {
                     return Err(e);
                 }
-                let wait = backoff(retry_initial, retry_max, attempt);
+                let wait = match &e {
+                    ForwardError::Sink(SinkError::Transient {
+                        retry_after: Some(d),
+                        ..
+                    }) => (*d).min(Duration::from_secs(900)),
+                    _ => backoff(retry_initial, retry_max, attempt),
+                };
                 if attempt == 1 {
                     tracing::warn!(sink = %f.cfg.name, error = %e, retry_in = ?wait, "delivery failed; events stay queued and are retried");
                 } else {
@@ -376,6 +403,13 @@ async fn forward_loop(
             _ = stored.changed() => {}
             _ = done.changed() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        // Let a batch fill before sending a partial one.
+        if !f.cfg.linger.is_zero() && !*done.borrow() {
+            tokio::select! {
+                _ = tokio::time::sleep(f.cfg.linger) => {}
+                _ = done.changed() => {}
+            }
         }
     }
 }

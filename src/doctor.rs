@@ -582,6 +582,37 @@ fn check_sink(s: &crate::config::SinkConfig, c: &mut Checks) {
     let name = format!("sink {}", s.name);
     match &s.kind {
         SinkKind::Stdout => c.add(None, &name, Status::Ok, "stdout", None),
+        SinkKind::Http(h) => {
+            let host = h.url.host_str().unwrap_or_default().to_string();
+            let port = h.url.port_or_known_default().unwrap_or(443);
+            match std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                .ok()
+                .and_then(|mut a| a.next())
+                .map(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(5)))
+            {
+                Some(Ok(_)) => c.add(
+                    None,
+                    &name,
+                    Status::Ok,
+                    format!("{} accepts connections", h.url),
+                    None,
+                ),
+                Some(Err(e)) => c.add(
+                    None,
+                    &name,
+                    Status::Fail,
+                    format!("cannot connect to {host}:{port}: {e}"),
+                    Some("check the url, and that the receiver is up and reachable"),
+                ),
+                None => c.add(
+                    None,
+                    &name,
+                    Status::Fail,
+                    format!("cannot resolve {host}"),
+                    Some("check the url and DNS"),
+                ),
+            }
+        }
         SinkKind::File { path } => {
             let r = path
                 .parent()

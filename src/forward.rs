@@ -1,15 +1,17 @@
-//! Outbox → sink → acknowledgement → cursor, for one sink.
+//! Outbox → filter → sink → acknowledgement → cursor, for one sink.
 //!
 //! Every sink has its own cursor over the events table (in insertion order), so a sink that is
 //! down holds back only its own queue. The cursor moves only after the sink acknowledged the
-//! batch; a file sink's committed length moves with it, in the same transaction.
-//! Memory is one batch, whatever the backlog.
+//! batch; a file sink's committed length, and any events the sink refused for good (dead
+//! letters), move with it in the same transaction. Filtered events advance the cursor without
+//! being sent. Memory is one batch, whatever the backlog.
 
-use crate::config::SinkConfig;
+use crate::config::{Filter, SinkConfig};
 use crate::normalize;
-use crate::sink::{Sink, SinkError};
-use crate::store::{SinkCursor, StoreHandle};
+use crate::sink::{Ack, Batch, Sink, SinkError};
+use crate::store::{SinkCursor, StoreHandle, StoredEvent};
 use crate::telemetry::Stats;
+use crate::workday::wire::parse_entry;
 use anyhow::Result;
 use std::sync::Arc;
 
@@ -20,6 +22,10 @@ pub struct Forwarder {
     store: StoreHandle,
     stats: Arc<Stats>,
     pub delivered: u64,
+    pub filtered: u64,
+    pub dead_lettered: u64,
+    /// Shrinks after a 413 and grows back one batch at a time.
+    batch_limit: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +36,63 @@ pub enum ForwardError {
     Store { sink: String, source: anyhow::Error },
 }
 
+/// Case-insensitive glob: `*` any run, `?` one character.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.to_lowercase().chars().collect();
+    let t: Vec<char> = text.to_lowercase().chars().collect();
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Whether an event passes a sink's filter.
+pub fn passes(filter: &Filter, raw: &str) -> bool {
+    if filter.is_empty() {
+        return true;
+    }
+    let e = parse_entry(raw);
+    let field = |v: &Option<String>| v.clone().unwrap_or_default();
+    let check = |include: &[String], exclude: &[String], value: &str| {
+        (include.is_empty() || include.iter().any(|p| glob_match(p, value)))
+            && !exclude.iter().any(|p| glob_match(p, value))
+    };
+    if filter.drop_own_api_calls
+        && e.task_display_name
+            .as_deref()
+            .is_some_and(|t| t.starts_with("privacy/activityLogging"))
+    {
+        return false;
+    }
+    check(
+        &filter.include_activity_actions,
+        &filter.exclude_activity_actions,
+        &field(&e.activity_action),
+    ) && check(
+        &filter.include_system_accounts,
+        &filter.exclude_system_accounts,
+        &field(&e.system_account),
+    ) && check(
+        &filter.include_task_display_names,
+        &filter.exclude_task_display_names,
+        &field(&e.task_display_name),
+    )
+}
+
 impl Forwarder {
     /// Opens the sink and reconciles it with its recorded cursor (a file sink cuts off a torn
     /// batch here).
@@ -38,6 +101,7 @@ impl Forwarder {
         let cursor = store.call(move |s| s.sink_cursor(&name)).await?;
         let sink_cfg = cfg.clone();
         let sink = tokio::task::spawn_blocking(move || Sink::open(&sink_cfg, &cursor)).await??;
+        let batch_limit = cfg.batch_size;
         Ok(Forwarder {
             cfg,
             sink,
@@ -45,47 +109,148 @@ impl Forwarder {
             store,
             stats,
             delivered: 0,
+            filtered: 0,
+            dead_lettered: 0,
+            batch_limit,
         })
     }
 
-    /// Delivers one batch; returns how many events it held (0: nothing pending).
-    pub async fn deliver_batch(&mut self) -> Result<usize, ForwardError> {
-        let after = self.cursor.delivered_seq;
-        let limit = self.cfg.batch_size;
-        let store_err = |sink: &str, source| ForwardError::Store {
-            sink: sink.to_string(),
+    fn store_err(&self, source: anyhow::Error) -> ForwardError {
+        ForwardError::Store {
+            sink: self.cfg.name.clone(),
             source,
-        };
+        }
+    }
+
+    /// Renders events into a batch, stopping at `max_batch_bytes` (always at least one).
+    fn batch_of(&self, events: &[StoredEvent]) -> (Batch, usize) {
+        let mut lines = Vec::with_capacity(events.len());
+        let mut bytes = 0;
+        for ev in events {
+            let mut line = Vec::with_capacity(ev.raw.len() + 200);
+            normalize::render(self.cfg.format, ev, &mut line);
+            bytes += line.len() + 1;
+            if !lines.is_empty() && bytes > self.cfg.max_batch_bytes {
+                break;
+            }
+            lines.push(line);
+        }
+        let n = lines.len();
+        (Batch { lines }, n)
+    }
+
+    /// Delivers one batch; returns how many events it consumed (0: nothing pending).
+    pub async fn deliver_batch(&mut self) -> Result<usize, ForwardError> {
+        if self.replay_dead_letters().await? > 0 {
+            return Ok(1);
+        }
+        let after = self.cursor.delivered_seq;
+        let limit = self.batch_limit;
         let events = self
             .store
             .call(move |s| s.events_after(after, limit))
             .await
-            .map_err(|e| store_err(&self.cfg.name, e))?;
-        let Some(last) = events.last() else {
+            .map_err(|e| self.store_err(e))?;
+        if events.is_empty() {
             return Ok(0);
-        };
-        let last_seq = last.seq;
-        let mut buf = Vec::with_capacity(events.iter().map(|e| e.raw.len() + 160).sum());
-        for ev in &events {
-            normalize::render(self.cfg.format, ev, &mut buf);
-            buf.push(b'\n');
         }
-        let ack = self.sink.deliver(&buf, events.len()).await?;
+        let kept: Vec<StoredEvent> = events
+            .iter()
+            .filter(|e| passes(&self.cfg.filter, &e.raw))
+            .cloned()
+            .collect();
+        let (batch, n) = self.batch_of(&kept);
+        // The cursor may move past everything up to the last event sent (filtered ones
+        // included), or past all fetched events when every one was filtered out.
+        let last_seq = if n == 0 {
+            events.last().map(|e| e.seq).unwrap_or(after)
+        } else {
+            kept[n - 1].seq
+        };
+        let consumed = events.iter().filter(|e| e.seq <= last_seq).count();
+        self.filtered += (consumed - n) as u64;
+        let ack = if n == 0 {
+            Ack::default()
+        } else {
+            match self.sink.deliver(&batch).await {
+                Ok(a) => a,
+                Err(SinkError::TooLarge(m)) if self.batch_limit > 1 => {
+                    self.batch_limit = (n / 2).max(1);
+                    tracing::warn!(sink = %self.cfg.name, error = %m, batch = self.batch_limit, "sending smaller batches");
+                    return Ok(1);
+                }
+                Err(SinkError::TooLarge(m)) => Ack {
+                    file_len: None,
+                    rejected: vec![(0, m)],
+                },
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let dead: Vec<(StoredEvent, String)> = ack
+            .rejected
+            .iter()
+            .filter_map(|(i, reason)| kept.get(*i).map(|e| (e.clone(), reason.clone())))
+            .collect();
         let cursor = SinkCursor {
             delivered_seq: last_seq,
             file_len: ack.file_len.or(self.cursor.file_len),
         };
         let name = self.cfg.name.clone();
         let now = chrono::Utc::now().timestamp_millis();
+        let dead_count = dead.len();
+        if dead_count > 0 {
+            tracing::warn!(sink = %self.cfg.name, events = dead_count, reason = %dead[0].1, "sink refused events for good; kept as dead letters (see 'workday-collector dead-letters')");
+        }
         self.store
-            .call(move |s| s.advance_sink(&name, cursor, now))
+            .call(move |s| s.advance_sink_with_dead_letters(&name, cursor, &dead, now))
             .await
-            .map_err(|e| store_err(&self.cfg.name, e))?;
+            .map_err(|e| self.store_err(e))?;
         self.cursor = cursor;
-        self.delivered += events.len() as u64;
-        Stats::add(&self.stats.delivered, events.len() as u64);
-        tracing::debug!(sink = %self.cfg.name, events = events.len(), up_to = last_seq, "batch delivered");
-        Ok(events.len())
+        let sent = (n - dead_count) as u64;
+        self.delivered += sent;
+        self.dead_lettered += dead_count as u64;
+        Stats::add(&self.stats.delivered, sent);
+        if self.batch_limit < self.cfg.batch_size {
+            self.batch_limit = (self.batch_limit * 2).min(self.cfg.batch_size);
+        }
+        tracing::debug!(sink = %self.cfg.name, events = n, up_to = last_seq, "batch delivered");
+        Ok(consumed)
+    }
+
+    /// Sends dead letters marked for replay; returns how many were handled.
+    async fn replay_dead_letters(&mut self) -> Result<usize, ForwardError> {
+        let name = self.cfg.name.clone();
+        let limit = self.batch_limit;
+        let items = self
+            .store
+            .call(move |s| s.dead_letters_to_replay(&name, limit))
+            .await
+            .map_err(|e| self.store_err(e))?;
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let events: Vec<StoredEvent> = items.iter().map(|(_, e)| e.clone()).collect();
+        let (batch, n) = self.batch_of(&events);
+        let ack = self.sink.deliver(&batch).await?;
+        let refused: Vec<(i64, String)> = ack
+            .rejected
+            .iter()
+            .filter_map(|(i, r)| items.get(*i).map(|(id, _)| (*id, r.clone())))
+            .collect();
+        let delivered: Vec<i64> = items[..n]
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !refused.iter().any(|(r, _)| r == id))
+            .collect();
+        let count = delivered.len();
+        self.store
+            .call(move |s| s.finish_replay(&delivered, &refused))
+            .await
+            .map_err(|e| self.store_err(e))?;
+        self.delivered += count as u64;
+        Stats::add(&self.stats.delivered, count as u64);
+        tracing::info!(sink = %self.cfg.name, events = count, "replayed dead letters");
+        Ok(n)
     }
 
     /// Delivers until nothing is pending.
@@ -102,5 +267,40 @@ impl Forwarder {
 
     pub fn cursor(&self) -> SinkCursor {
         self.cursor
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("ISU_*", "isu_siem_integration"));
+        assert!(glob_match("*compensation*", "Request Compensation Change"));
+        assert!(glob_match("?ead", "READ"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("WRITE", "READ"));
+        assert!(!glob_match("a*b", "acb c"));
+    }
+
+    #[test]
+    fn filters() {
+        let read = r#"{"activityAction":"READ","systemAccount":"lmcneil","taskDisplayName":"View Worker"}"#;
+        let write = r#"{"activityAction":"WRITE","systemAccount":"ISU_SIEM","taskDisplayName":"Change Job"}"#;
+        let own = r#"{"activityAction":"READ","systemAccount":"ISU_SIEM","taskDisplayName":"privacy/activityLogging/userActivity (GET) (v1 -  )"}"#;
+        let mut f = Filter::default();
+        assert!(passes(&f, read) && passes(&f, own));
+        f.drop_own_api_calls = true;
+        assert!(passes(&f, read) && !passes(&f, own));
+        f.include_activity_actions = vec!["write".into()];
+        assert!(!passes(&f, read) && passes(&f, write));
+        f.exclude_system_accounts = vec!["ISU_*".into()];
+        assert!(!passes(&f, write));
+        let f = Filter {
+            include_task_display_names: vec!["*job*".into()],
+            ..Filter::default()
+        };
+        assert!(passes(&f, write) && !passes(&f, read));
     }
 }

@@ -4,7 +4,7 @@
 //! flushed to disk (`fdatasync`), and only then is the cursor moved. On start, anything past the
 //! committed length is a batch whose cursor never moved: it is cut off and written again.
 
-use super::{Delivered, SinkError};
+use super::{Ack, SinkError};
 use anyhow::Context;
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -76,9 +76,9 @@ impl FileSink {
         self.len == 0
     }
 
-    pub fn append(&mut self, lines: &[u8]) -> Result<Delivered, SinkError> {
+    pub fn append(&mut self, lines: &[u8]) -> Result<Ack, SinkError> {
         let err = |what: &str, e: std::io::Error| {
-            SinkError::Transient(format!(
+            SinkError::transient(format!(
                 "sink {}: cannot {what} {}: {e}",
                 self.name,
                 self.path.display()
@@ -98,8 +98,9 @@ impl FileSink {
         self.file.sync_data().map_err(|e| err("flush", e))?;
         self.dirty = false;
         self.len += lines.len() as u64;
-        Ok(Delivered {
+        Ok(Ack {
             file_len: Some(self.len),
+            rejected: Vec::new(),
         })
     }
 }

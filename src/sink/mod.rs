@@ -1,33 +1,76 @@
-//! Where rendered events go. Each sink type lives in its own file behind [`Sink`]; a delivery
-//! returns only once the destination has the batch (for a file: written and flushed to disk).
+//! Where rendered events go. Each sink type lives in its own file; a delivery returns only once
+//! the destination has the batch (a file: written and flushed to disk; HTTP: a 2xx answer), and
+//! says which events it refused for good (they go to the dead-letter table).
 //! It does not choose what to send or move cursors (see `forward`).
 
 mod file;
+mod http;
 mod stdout;
 
 pub use file::FileSink;
+pub use http::HttpSink;
 pub use stdout::StdoutSink;
 
 use crate::config::{SinkConfig, SinkKind};
 use crate::store::SinkCursor;
+use std::time::Duration;
 
 /// What a sink acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delivered {
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ack {
     /// For file sinks: the file's committed length after the batch.
     pub file_len: Option<u64>,
+    /// Events (indices into the batch) refused for good, with the reason.
+    pub rejected: Vec<(usize, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    /// Worth retrying (disk full, a closed pipe that may come back…).
+    /// Worth retrying (disk full, 5xx, 429, a network error…).
+    #[error("{message}")]
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The batch is too large for the receiver: send fewer events at a time.
     #[error("{0}")]
-    Transient(String),
+    TooLarge(String),
+    /// The receiver refuses our credentials or configuration: a person must act. The events
+    /// stay queued.
+    #[error("{0}")]
+    NeedsPerson(String),
+}
+
+impl SinkError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        SinkError::Transient {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// Rendered events, one JSON document each, without newlines.
+pub struct Batch {
+    pub lines: Vec<Vec<u8>>,
+}
+
+impl Batch {
+    /// The events as newline-terminated lines.
+    pub fn joined(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.lines.iter().map(|l| l.len() + 1).sum());
+        for l in &self.lines {
+            out.extend_from_slice(l);
+            out.push(b'\n');
+        }
+        out
+    }
 }
 
 pub enum Sink {
     File(FileSink),
     Stdout(StdoutSink),
+    Http(HttpSink),
 }
 
 impl Sink {
@@ -38,15 +81,21 @@ impl Sink {
                 Sink::File(FileSink::open(&cfg.name, path, cursor.file_len)?)
             }
             SinkKind::Stdout => Sink::Stdout(StdoutSink::new()),
+            SinkKind::Http(h) => Sink::Http(HttpSink::new(&cfg.name, h.clone())?),
         })
     }
 
-    /// Delivers `lines` (each ending in `\n`), holding `count` events.
-    pub async fn deliver(&mut self, lines: &[u8], count: usize) -> Result<Delivered, SinkError> {
-        let _ = count;
+    pub async fn deliver(&mut self, batch: &Batch) -> Result<Ack, SinkError> {
         match self {
-            Sink::File(f) => tokio::task::block_in_place(|| f.append(lines)),
-            Sink::Stdout(s) => tokio::task::block_in_place(|| s.write(lines)),
+            Sink::File(f) => {
+                let lines = batch.joined();
+                tokio::task::block_in_place(|| f.append(&lines))
+            }
+            Sink::Stdout(s) => {
+                let lines = batch.joined();
+                tokio::task::block_in_place(|| s.write(&lines))
+            }
+            Sink::Http(h) => h.send(batch).await,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The stdout sink: one line per event, for `journalctl` and containers. Delivered means
 //! written and flushed to the pipe; what reads it may still lose it (at least once at best).
 
-use super::{Delivered, SinkError};
+use super::{Ack, SinkError};
 use std::io::Write;
 
 #[derive(Default)]
@@ -12,11 +12,11 @@ impl StdoutSink {
         StdoutSink
     }
 
-    pub fn write(&mut self, lines: &[u8]) -> Result<Delivered, SinkError> {
+    pub fn write(&mut self, lines: &[u8]) -> Result<Ack, SinkError> {
         let mut out = std::io::stdout().lock();
         out.write_all(lines)
             .and_then(|_| out.flush())
-            .map_err(|e| SinkError::Transient(format!("cannot write to stdout: {e}")))?;
-        Ok(Delivered { file_len: None })
+            .map_err(|e| SinkError::transient(format!("cannot write to stdout: {e}")))?;
+        Ok(Ack::default())
     }
 }

@@ -52,6 +52,19 @@ const STEPS: &[&str] = &[
         pkce_verifier TEXT,
         created_at_ms INTEGER NOT NULL
     );",
+    // 3: events a sink refused for good, kept (with their entry) for `dead-letters`.
+    "CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sink TEXT NOT NULL,
+        event_id BLOB NOT NULL,
+        tenant TEXT NOT NULL,
+        collected_at_ms INTEGER NOT NULL,
+        raw TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        replay INTEGER NOT NULL DEFAULT 0,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX dead_letters_sink ON dead_letters (sink, replay);",
 ];
 
 pub const LATEST: i64 = STEPS.len() as i64;

@@ -321,6 +321,129 @@ impl Store {
         Ok(())
     }
 
+    /// Moves a sink's cursor and, in the same transaction, keeps the events it refused for good.
+    pub fn advance_sink_with_dead_letters(
+        &mut self,
+        sink: &str,
+        cursor: SinkCursor,
+        dead: &[(StoredEvent, String)],
+        now_ms: i64,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO dead_letters (sink, event_id, tenant, collected_at_ms, raw, reason, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (ev, reason) in dead {
+                stmt.execute(params![
+                    sink,
+                    &ev.id[..],
+                    ev.tenant,
+                    ev.collected_at_ms,
+                    ev.raw,
+                    reason,
+                    now_ms
+                ])?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO sink_cursors (sink, delivered_seq, file_len, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (sink) DO UPDATE SET delivered_seq = excluded.delivered_seq,
+                 file_len = excluded.file_len, updated_at_ms = excluded.updated_at_ms",
+            params![
+                sink,
+                cursor.delivered_seq,
+                cursor.file_len.map(|l| l as i64),
+                now_ms
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Dead letters per sink: `(sink, count, latest reason)`.
+    pub fn dead_letter_summary(&self) -> Result<Vec<(String, i64, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT sink, count(*), (SELECT reason FROM dead_letters d2 WHERE d2.sink = d.sink ORDER BY id DESC LIMIT 1)
+             FROM dead_letters d GROUP BY sink ORDER BY sink",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Marks a sink's dead letters (or every sink's) to be sent again. Returns how many.
+    pub fn mark_dead_letters_for_replay(&mut self, sink: Option<&str>) -> Result<u64> {
+        let n = match sink {
+            Some(s) => self.conn.execute(
+                "UPDATE dead_letters SET replay = 1 WHERE sink = ?1",
+                params![s],
+            )?,
+            None => self
+                .conn
+                .execute("UPDATE dead_letters SET replay = 1", [])?,
+        };
+        Ok(n as u64)
+    }
+
+    /// Up to `limit` dead letters marked for replay for `sink`: `(dead letter id, event)`.
+    pub fn dead_letters_to_replay(
+        &self,
+        sink: &str,
+        limit: usize,
+    ) -> Result<Vec<(i64, StoredEvent)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, event_id, tenant, collected_at_ms, raw FROM dead_letters
+             WHERE sink = ?1 AND replay = 1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![sink, limit as i64], |r| {
+            let id: Vec<u8> = r.get(1)?;
+            Ok((
+                r.get::<_, i64>(0)?,
+                id,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (dl, id, tenant, collected_at_ms, raw) = row?;
+            let id: [u8; 32] = id
+                .as_slice()
+                .try_into()
+                .context("dead letter with a malformed id")?;
+            out.push((
+                dl,
+                StoredEvent {
+                    seq: 0,
+                    id,
+                    tenant,
+                    collected_at_ms,
+                    raw,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// After a replay: delivered ones go; refused ones stay, with the new reason, unmarked.
+    pub fn finish_replay(&mut self, delivered: &[i64], refused: &[(i64, String)]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for id in delivered {
+            tx.execute("DELETE FROM dead_letters WHERE id = ?1", params![id])?;
+        }
+        for (id, reason) in refused {
+            tx.execute(
+                "UPDATE dead_letters SET replay = 0, reason = ?2 WHERE id = ?1",
+                params![id, reason],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     // ---- refresh tokens -------------------------------------------------------------------
 
     /// The stored (rotated) refresh token and the fingerprint of the configured token it
