@@ -58,6 +58,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List events a sink refused for good, or mark them to be sent again.
+    DeadLetters {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this sink.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Send them again (a running daemon does so within seconds; or run --once).
+        #[arg(long)]
+        replay: bool,
+    },
     /// Validate a config file and report every problem at once.
     CheckConfig {
         #[arg(long)]

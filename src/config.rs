@@ -116,7 +116,7 @@ pub struct SinkConfig {
 pub enum SinkKind {
     File { path: PathBuf },
     Stdout,
-    Http(HttpSinkConfig),
+    Http(Box<HttpSinkConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -447,7 +447,7 @@ fn parse_sink(
             .path("path", base_dir, true)
             .map(|path| SinkKind::File { path }),
         Some("stdout") => Some(SinkKind::Stdout),
-        Some("http") => parse_http_sink(&mut f, base_dir).map(SinkKind::Http),
+        Some("http") => parse_http_sink(&mut f, base_dir).map(|h| SinkKind::Http(Box::new(h))),
         Some(other) => {
             f.problem(
                 "type",

@@ -80,6 +80,36 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::DeadLetters {
+            config,
+            sink,
+            replay,
+        } => {
+            let config = Config::load(&config)?;
+            if let Some(s) = &sink {
+                if !config.sinks.iter().any(|c| &c.name == s) {
+                    anyhow::bail!("no sink named {s} in the config");
+                }
+            }
+            let mut store = workday_collector::store::Store::open(&config.database_path())?;
+            if replay {
+                let n = store.mark_dead_letters_for_replay(sink.as_deref())?;
+                println!("marked {n} dead letter(s) for replay; a running daemon sends them within seconds, or run 'workday-collector run --once'");
+            } else {
+                let rows = store.dead_letter_summary()?;
+                let rows: Vec<_> = rows
+                    .into_iter()
+                    .filter(|(s, _, _)| sink.as_ref().is_none_or(|x| x == s))
+                    .collect();
+                if rows.is_empty() {
+                    println!("no dead letters");
+                }
+                for (s, n, reason) in rows {
+                    println!("{s}: {n} event(s); latest reason: {reason}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo { once, dir, events } => {
             let shutdown = daemon::shutdown_on_signals()?;
             let summary = runtime()?.block_on(demo::demo(&dir, once, events, shutdown))?;

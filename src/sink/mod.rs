@@ -81,7 +81,7 @@ impl Sink {
                 Sink::File(FileSink::open(&cfg.name, path, cursor.file_len)?)
             }
             SinkKind::Stdout => Sink::Stdout(StdoutSink::new()),
-            SinkKind::Http(h) => Sink::Http(HttpSink::new(&cfg.name, h.clone())?),
+            SinkKind::Http(h) => Sink::Http(HttpSink::new(&cfg.name, (**h).clone())?),
         })
     }
 

@@ -10,4 +10,5 @@ mod doctor;
 mod faults;
 mod formats;
 mod signin;
+mod sinks;
 mod tokens;
