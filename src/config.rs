@@ -117,6 +117,24 @@ pub enum SinkKind {
     File { path: PathBuf },
     Stdout,
     Http(Box<HttpSinkConfig>),
+    SplunkHec(Box<HecSinkConfig>),
+}
+
+#[derive(Debug, Clone)]
+pub struct HecSinkConfig {
+    /// The HEC base URL, like `https://splunk.example.com:8088`.
+    pub url: Url,
+    pub token: Secret,
+    pub index: Option<String>,
+    pub sourcetype: String,
+    pub source: String,
+    /// `host` field; the tenant name when not set.
+    pub host: Option<String>,
+    /// Count an event delivered only once Splunk acknowledges it was indexed.
+    pub indexer_ack: bool,
+    pub ack_timeout: Duration,
+    pub ack_poll_interval: Duration,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -448,10 +466,13 @@ fn parse_sink(
             .map(|path| SinkKind::File { path }),
         Some("stdout") => Some(SinkKind::Stdout),
         Some("http") => parse_http_sink(&mut f, base_dir).map(|h| SinkKind::Http(Box::new(h))),
+        Some("splunk_hec") => {
+            parse_hec_sink(&mut f, base_dir).map(|h| SinkKind::SplunkHec(Box::new(h)))
+        }
         Some(other) => {
             f.problem(
                 "type",
-                format!("\"{other}\" is not a sink type this version knows (file, stdout, http)"),
+                format!("\"{other}\" is not a sink type this version knows (file, stdout, http, splunk_hec)"),
             );
             None
         }
@@ -507,6 +528,35 @@ fn parse_sink(
         linger: linger?,
         filter,
         batch_size: batch_size?,
+    })
+}
+
+fn parse_hec_sink(f: &mut Fields<'_>, base_dir: &Path) -> Option<HecSinkConfig> {
+    let url = f.sink_url("url");
+    let token = f.secret("token", base_dir, true).map(|(_, s)| s);
+    let index = f.string("index", false);
+    let sourcetype = f
+        .string("sourcetype", false)
+        .unwrap_or_else(|| "workday:activity".into());
+    let source = f
+        .string("source", false)
+        .unwrap_or_else(|| "workday-collector".into());
+    let host = f.string("host", false);
+    let indexer_ack = f.boolean("indexer_ack", false);
+    let ack_timeout = f.duration("ack_timeout", Duration::from_secs(300));
+    let ack_poll_interval = f.duration("ack_poll_interval", Duration::from_secs(1));
+    let timeout = f.duration("timeout", Duration::from_secs(30));
+    Some(HecSinkConfig {
+        url: url?,
+        token: token?,
+        index,
+        sourcetype,
+        source,
+        host,
+        indexer_ack: indexer_ack?,
+        ack_timeout: ack_timeout?,
+        ack_poll_interval: ack_poll_interval?,
+        timeout: timeout?,
     })
 }
 

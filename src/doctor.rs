@@ -582,9 +582,15 @@ fn check_sink(s: &crate::config::SinkConfig, c: &mut Checks) {
     let name = format!("sink {}", s.name);
     match &s.kind {
         SinkKind::Stdout => c.add(None, &name, Status::Ok, "stdout", None),
-        SinkKind::Http(h) => {
-            let host = h.url.host_str().unwrap_or_default().to_string();
-            let port = h.url.port_or_known_default().unwrap_or(443);
+        SinkKind::Http(_) | SinkKind::SplunkHec(_) => {
+            let url = match &s.kind {
+                SinkKind::Http(h) => h.url.clone(),
+                SinkKind::SplunkHec(h) => h.url.clone(),
+                _ => return,
+            };
+            let h = &url;
+            let host = h.host_str().unwrap_or_default().to_string();
+            let port = h.port_or_known_default().unwrap_or(443);
             match std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
                 .ok()
                 .and_then(|mut a| a.next())
@@ -594,7 +600,7 @@ fn check_sink(s: &crate::config::SinkConfig, c: &mut Checks) {
                     None,
                     &name,
                     Status::Ok,
-                    format!("{} accepts connections", h.url),
+                    format!("{h} accepts connections"),
                     None,
                 ),
                 Some(Err(e)) => c.add(

@@ -5,10 +5,12 @@
 
 mod file;
 mod http;
+mod splunk_hec;
 mod stdout;
 
 pub use file::FileSink;
 pub use http::HttpSink;
+pub use splunk_hec::HecSink;
 pub use stdout::StdoutSink;
 
 use crate::config::{SinkConfig, SinkKind};
@@ -71,6 +73,7 @@ pub enum Sink {
     File(FileSink),
     Stdout(StdoutSink),
     Http(HttpSink),
+    SplunkHec(HecSink),
 }
 
 impl Sink {
@@ -82,6 +85,7 @@ impl Sink {
             }
             SinkKind::Stdout => Sink::Stdout(StdoutSink::new()),
             SinkKind::Http(h) => Sink::Http(HttpSink::new(&cfg.name, (**h).clone())?),
+            SinkKind::SplunkHec(h) => Sink::SplunkHec(HecSink::new(&cfg.name, (**h).clone())?),
         })
     }
 
@@ -96,6 +100,7 @@ impl Sink {
                 tokio::task::block_in_place(|| s.write(&lines))
             }
             Sink::Http(h) => h.send(batch).await,
+            Sink::SplunkHec(h) => h.send(batch).await,
         }
     }
 }

@@ -11,4 +11,5 @@ mod faults;
 mod formats;
 mod signin;
 mod sinks;
+mod splunk;
 mod tokens;
