@@ -118,6 +118,28 @@ pub enum SinkKind {
     Stdout,
     Http(Box<HttpSinkConfig>),
     SplunkHec(Box<HecSinkConfig>),
+    Elasticsearch(Box<EsSinkConfig>),
+}
+
+#[derive(Debug, Clone)]
+pub struct EsSinkConfig {
+    /// The cluster URL, like `https://es.example.com:9200`.
+    pub url: Url,
+    /// An index, alias or data stream (data streams need `format = "ecs"` for `@timestamp`).
+    pub index: String,
+    pub auth: EsAuth,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum EsAuth {
+    None,
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    /// The base64 "encoded" API key, sent as `Authorization: ApiKey …`.
+    ApiKey(Secret),
 }
 
 #[derive(Debug, Clone)]
@@ -469,10 +491,13 @@ fn parse_sink(
         Some("splunk_hec") => {
             parse_hec_sink(&mut f, base_dir).map(|h| SinkKind::SplunkHec(Box::new(h)))
         }
+        Some("elasticsearch") | Some("opensearch") => {
+            parse_es_sink(&mut f, base_dir).map(|e| SinkKind::Elasticsearch(Box::new(e)))
+        }
         Some(other) => {
             f.problem(
                 "type",
-                format!("\"{other}\" is not a sink type this version knows (file, stdout, http, splunk_hec)"),
+                format!("\"{other}\" is not a sink type this version knows (file, stdout, http, splunk_hec, elasticsearch, opensearch)"),
             );
             None
         }
@@ -528,6 +553,33 @@ fn parse_sink(
         linger: linger?,
         filter,
         batch_size: batch_size?,
+    })
+}
+
+fn parse_es_sink(f: &mut Fields<'_>, base_dir: &Path) -> Option<EsSinkConfig> {
+    let url = f.sink_url("url");
+    let index = f.string("index", true);
+    let username = f.string("username", false);
+    let password = f.secret("password", base_dir, false);
+    let api_key = f.secret("api_key", base_dir, false);
+    let auth = match (username, password, api_key) {
+        (None, None, None) => Some(EsAuth::None),
+        (Some(username), Some((_, password)), None) => Some(EsAuth::Basic { username, password }),
+        (None, None, Some((_, key))) => Some(EsAuth::ApiKey(key)),
+        _ => {
+            f.problem(
+                "api_key_file",
+                "give username and password_file, or api_key_file, not both and not half".into(),
+            );
+            None
+        }
+    };
+    let timeout = f.duration("timeout", Duration::from_secs(60));
+    Some(EsSinkConfig {
+        url: url?,
+        index: index?,
+        auth: auth?,
+        timeout: timeout?,
     })
 }
 
@@ -831,6 +883,7 @@ impl<'a> Fields<'a> {
             "token" => ("token_file", "token_env"),
             "password" => ("password_file", "password_env"),
             "hmac_secret" => ("hmac_secret_file", "hmac_secret_env"),
+            "api_key" => ("api_key_file", "api_key_env"),
             _ => ("refresh_token_file", "refresh_token_env"),
         };
         if self.table.contains_key(key) {

@@ -582,10 +582,11 @@ fn check_sink(s: &crate::config::SinkConfig, c: &mut Checks) {
     let name = format!("sink {}", s.name);
     match &s.kind {
         SinkKind::Stdout => c.add(None, &name, Status::Ok, "stdout", None),
-        SinkKind::Http(_) | SinkKind::SplunkHec(_) => {
+        SinkKind::Http(_) | SinkKind::SplunkHec(_) | SinkKind::Elasticsearch(_) => {
             let url = match &s.kind {
                 SinkKind::Http(h) => h.url.clone(),
                 SinkKind::SplunkHec(h) => h.url.clone(),
+                SinkKind::Elasticsearch(e) => e.url.clone(),
                 _ => return,
             };
             let h = &url;

@@ -3,11 +3,13 @@
 //! says which events it refused for good (they go to the dead-letter table).
 //! It does not choose what to send or move cursors (see `forward`).
 
+mod elasticsearch;
 mod file;
 mod http;
 mod splunk_hec;
 mod stdout;
 
+pub use elasticsearch::EsSink;
 pub use file::FileSink;
 pub use http::HttpSink;
 pub use splunk_hec::HecSink;
@@ -74,6 +76,7 @@ pub enum Sink {
     Stdout(StdoutSink),
     Http(HttpSink),
     SplunkHec(HecSink),
+    Elasticsearch(EsSink),
 }
 
 impl Sink {
@@ -86,6 +89,9 @@ impl Sink {
             SinkKind::Stdout => Sink::Stdout(StdoutSink::new()),
             SinkKind::Http(h) => Sink::Http(HttpSink::new(&cfg.name, (**h).clone())?),
             SinkKind::SplunkHec(h) => Sink::SplunkHec(HecSink::new(&cfg.name, (**h).clone())?),
+            SinkKind::Elasticsearch(e) => {
+                Sink::Elasticsearch(EsSink::new(&cfg.name, (**e).clone())?)
+            }
         })
     }
 
@@ -101,6 +107,7 @@ impl Sink {
             }
             Sink::Http(h) => h.send(batch).await,
             Sink::SplunkHec(h) => h.send(batch).await,
+            Sink::Elasticsearch(e) => e.send(batch).await,
         }
     }
 }

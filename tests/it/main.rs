@@ -7,6 +7,7 @@ mod backfill;
 mod cli;
 mod crash;
 mod doctor;
+mod elastic;
 mod faults;
 mod formats;
 mod signin;
