@@ -119,6 +119,40 @@ pub enum SinkKind {
     Http(Box<HttpSinkConfig>),
     SplunkHec(Box<HecSinkConfig>),
     Elasticsearch(Box<EsSinkConfig>),
+    Syslog(Box<SyslogSinkConfig>),
+}
+
+#[derive(Debug, Clone)]
+pub struct SyslogSinkConfig {
+    pub transport: SyslogTransport,
+    /// `host:port`.
+    pub address: String,
+    pub body: SyslogBody,
+    /// Facility number (0–23); `local0` = 16 by default.
+    pub facility: u8,
+    pub app_name: String,
+    /// HOSTNAME field; this machine's name when not set.
+    pub hostname: Option<String>,
+    /// TLS: a PEM file of CA certificates to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// TLS: the name the server's certificate must carry (the address's host by default).
+    pub server_name: Option<String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyslogTransport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyslogBody {
+    /// The event rendered in the sink's `format`.
+    Json,
+    /// ArcSight Common Event Format.
+    Cef,
 }
 
 #[derive(Debug, Clone)]
@@ -494,10 +528,13 @@ fn parse_sink(
         Some("elasticsearch") | Some("opensearch") => {
             parse_es_sink(&mut f, base_dir).map(|e| SinkKind::Elasticsearch(Box::new(e)))
         }
+        Some("syslog") => {
+            parse_syslog_sink(&mut f, base_dir).map(|s| SinkKind::Syslog(Box::new(s)))
+        }
         Some(other) => {
             f.problem(
                 "type",
-                format!("\"{other}\" is not a sink type this version knows (file, stdout, http, splunk_hec, elasticsearch, opensearch)"),
+                format!("\"{other}\" is not a sink type this version knows (file, stdout, http, splunk_hec, elasticsearch, opensearch, syslog)"),
             );
             None
         }
@@ -553,6 +590,100 @@ fn parse_sink(
         linger: linger?,
         filter,
         batch_size: batch_size?,
+    })
+}
+
+const FACILITIES: &[&str] = &[
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
+];
+
+fn parse_syslog_sink(f: &mut Fields<'_>, base_dir: &Path) -> Option<SyslogSinkConfig> {
+    let transport = match f.string("transport", false).as_deref() {
+        None | Some("tcp") => Some(SyslogTransport::Tcp),
+        Some("udp") => Some(SyslogTransport::Udp),
+        Some("tls") => Some(SyslogTransport::Tls),
+        Some(other) => {
+            f.problem(
+                "transport",
+                format!("\"{other}\" is not one of \"udp\", \"tcp\", \"tls\""),
+            );
+            None
+        }
+    };
+    let address = f.string("address", true).filter(|a| {
+        a.rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+    });
+    if address.is_none() && f.table.contains_key("address") {
+        f.problem(
+            "address",
+            "must be host:port, like \"siem.example.com:6514\"".into(),
+        );
+    }
+    let body = match f.string("message", false).as_deref() {
+        None | Some("json") => Some(SyslogBody::Json),
+        Some("cef") => Some(SyslogBody::Cef),
+        Some(other) => {
+            f.problem(
+                "message",
+                format!("\"{other}\" is not one of \"json\", \"cef\""),
+            );
+            None
+        }
+    };
+    let facility = match f.string("facility", false) {
+        None => Some(16),
+        Some(name) => match FACILITIES.iter().position(|x| *x == name) {
+            Some(i) => Some(i as u8),
+            None => {
+                f.problem(
+                    "facility",
+                    format!("\"{name}\" is not a syslog facility (local0…local7, user, auth, …)"),
+                );
+                None
+            }
+        },
+    };
+    let app_name = f
+        .string("app_name", false)
+        .unwrap_or_else(|| "workday-collector".into());
+    let hostname = f.string("hostname", false);
+    let ca_file = f.path("ca_file", base_dir, false);
+    let server_name = f.string("server_name", false);
+    let timeout = f.duration("timeout", Duration::from_secs(30));
+    Some(SyslogSinkConfig {
+        transport: transport?,
+        address: address?,
+        body: body?,
+        facility: facility?,
+        app_name,
+        hostname,
+        ca_file,
+        server_name,
+        timeout: timeout?,
     })
 }
 

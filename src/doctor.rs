@@ -582,6 +582,45 @@ fn check_sink(s: &crate::config::SinkConfig, c: &mut Checks) {
     let name = format!("sink {}", s.name);
     match &s.kind {
         SinkKind::Stdout => c.add(None, &name, Status::Ok, "stdout", None),
+        SinkKind::Syslog(sy) => {
+            if sy.transport == crate::config::SyslogTransport::Udp {
+                c.add(
+                    None,
+                    &name,
+                    Status::Ok,
+                    format!("UDP to {} (cannot be checked without sending)", sy.address),
+                    None,
+                );
+                return;
+            }
+            match std::net::ToSocketAddrs::to_socket_addrs(&sy.address)
+                .ok()
+                .and_then(|mut a| a.next())
+                .map(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(5)))
+            {
+                Some(Ok(_)) => c.add(
+                    None,
+                    &name,
+                    Status::Ok,
+                    format!("{} accepts connections", sy.address),
+                    None,
+                ),
+                Some(Err(e)) => c.add(
+                    None,
+                    &name,
+                    Status::Fail,
+                    format!("cannot connect to {}: {e}", sy.address),
+                    Some("check the address and that the syslog receiver listens there"),
+                ),
+                None => c.add(
+                    None,
+                    &name,
+                    Status::Fail,
+                    format!("cannot resolve {}", sy.address),
+                    Some("check the address and DNS"),
+                ),
+            }
+        }
         SinkKind::Http(_) | SinkKind::SplunkHec(_) | SinkKind::Elasticsearch(_) => {
             let url = match &s.kind {
                 SinkKind::Http(h) => h.url.clone(),

@@ -136,7 +136,8 @@ impl Forwarder {
             lines.push(line);
         }
         let n = lines.len();
-        (Batch { lines }, n)
+        let events = events[..n].to_vec();
+        (Batch { lines, events }, n)
     }
 
     /// Delivers one batch; returns how many events it consumed (0: nothing pending).

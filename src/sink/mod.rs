@@ -8,12 +8,14 @@ mod file;
 mod http;
 mod splunk_hec;
 mod stdout;
+mod syslog;
 
 pub use elasticsearch::EsSink;
 pub use file::FileSink;
 pub use http::HttpSink;
 pub use splunk_hec::HecSink;
 pub use stdout::StdoutSink;
+pub use syslog::SyslogSink;
 
 use crate::config::{SinkConfig, SinkKind};
 use crate::store::SinkCursor;
@@ -54,9 +56,10 @@ impl SinkError {
     }
 }
 
-/// Rendered events, one JSON document each, without newlines.
+/// Rendered events, one JSON document each, without newlines, with the events they render.
 pub struct Batch {
     pub lines: Vec<Vec<u8>>,
+    pub events: Vec<crate::store::StoredEvent>,
 }
 
 impl Batch {
@@ -77,6 +80,7 @@ pub enum Sink {
     Http(HttpSink),
     SplunkHec(HecSink),
     Elasticsearch(EsSink),
+    Syslog(SyslogSink),
 }
 
 impl Sink {
@@ -92,6 +96,7 @@ impl Sink {
             SinkKind::Elasticsearch(e) => {
                 Sink::Elasticsearch(EsSink::new(&cfg.name, (**e).clone())?)
             }
+            SinkKind::Syslog(s) => Sink::Syslog(SyslogSink::new(&cfg.name, (**s).clone())?),
         })
     }
 
@@ -108,6 +113,7 @@ impl Sink {
             Sink::Http(h) => h.send(batch).await,
             Sink::SplunkHec(h) => h.send(batch).await,
             Sink::Elasticsearch(e) => e.send(batch).await,
+            Sink::Syslog(s) => s.send(batch).await,
         }
     }
 }

@@ -13,4 +13,5 @@ mod formats;
 mod signin;
 mod sinks;
 mod splunk;
+mod syslog;
 mod tokens;
