@@ -114,7 +114,13 @@ pub struct SinkConfig {
 
 #[derive(Debug, Clone)]
 pub enum SinkKind {
-    File { path: PathBuf },
+    File {
+        path: PathBuf,
+        /// Rotate (rename to `.1`, `.2`, … and start afresh) past this size; never when absent.
+        rotate_bytes: Option<u64>,
+        /// Rotated files kept.
+        rotate_keep: u32,
+    },
     Stdout,
     Http(Box<HttpSinkConfig>),
     SplunkHec(Box<HecSinkConfig>),
@@ -333,7 +339,7 @@ impl Config {
                         sc.name
                     ));
                 }
-                if let SinkKind::File { path } = &sc.kind {
+                if let SinkKind::File { path, .. } = &sc.kind {
                     if !file_paths.insert(path.clone()) {
                         problems.push(format!(
                             "sink[{i}].path: {} is written by two sinks",
@@ -517,9 +523,36 @@ fn parse_sink(
     }
     let kind_name = f.string("type", true);
     let kind = match kind_name.as_deref() {
-        Some("file") => f
-            .path("path", base_dir, true)
-            .map(|path| SinkKind::File { path }),
+        Some("file") => {
+            let path = f.path("path", base_dir, true);
+            let rotate_bytes = match f.get("rotate_bytes") {
+                None => Some(None),
+                Some(Value::Integer(n)) if *n >= 4096 => Some(Some(*n as u64)),
+                Some(_) => {
+                    f.problem(
+                        "rotate_bytes",
+                        "must be a whole number of bytes, at least 4096".into(),
+                    );
+                    None
+                }
+            };
+            let rotate_keep = match f.integer("rotate_keep", 5) {
+                Some(n) if (1..=1000).contains(&n) => Some(n as u32),
+                Some(n) => {
+                    f.problem("rotate_keep", format!("{n} is out of range (1 to 1000)"));
+                    None
+                }
+                None => None,
+            };
+            match (path, rotate_bytes, rotate_keep) {
+                (Some(path), Some(rotate_bytes), Some(rotate_keep)) => Some(SinkKind::File {
+                    path,
+                    rotate_bytes,
+                    rotate_keep,
+                }),
+                _ => None,
+            }
+        }
         Some("stdout") => Some(SinkKind::Stdout),
         Some("http") => parse_http_sink(&mut f, base_dir).map(|h| SinkKind::Http(Box::new(h))),
         Some("splunk_hec") => {

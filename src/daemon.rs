@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub shutdown: watch::Receiver<bool>,
     /// How long sinks may take to deliver what is queued after a shutdown request.
     pub drain_timeout: Duration,
+    /// Bumped on SIGHUP: file sinks reopen their paths (after logrotate).
+    pub reopen: watch::Receiver<u64>,
 }
 
 impl RunOptions {
@@ -43,6 +45,7 @@ impl RunOptions {
             clock: Clock::system(),
             shutdown,
             drain_timeout: Duration::from_secs(30),
+            reopen: watch::channel(0).1,
         }
     }
 }
@@ -138,6 +141,7 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<RunSummary> {
             opts.once,
             retry,
             stop_tx.clone(),
+            opts.reopen.clone(),
         ));
     }
 
@@ -339,13 +343,22 @@ async fn forward_loop(
     once: bool,
     (retry_initial, retry_max, max_attempts): (Duration, Duration, u32),
     stop_tx: Arc<watch::Sender<bool>>,
+    mut reopen: watch::Receiver<u64>,
 ) -> Result<(String, u64), ForwardError> {
     let mut attempt = 0u32;
+    let mut reopened = *reopen.borrow();
     let mut needs_person: Option<String> = None;
     loop {
         // Read `done` before delivering: if collection had finished by then, an empty queue
         // afterwards really is the end.
         let finishing = *done.borrow_and_update();
+        let generation = *reopen.borrow();
+        if generation != reopened {
+            reopened = generation;
+            if let Err(e) = f.reopen() {
+                tracing::error!(sink = %f.cfg.name, error = %format!("{e:#}"), "cannot reopen the sink");
+            }
+        }
         match f.deliver_pending().await {
             Ok(_) => {
                 attempt = 0;
@@ -402,6 +415,7 @@ async fn forward_loop(
         tokio::select! {
             _ = stored.changed() => {}
             _ = done.changed() => {}
+            _ = reopen.changed() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         // Let a batch fill before sending a partial one.
@@ -414,17 +428,31 @@ async fn forward_loop(
     }
 }
 
-/// A shutdown channel flipped by SIGTERM or SIGINT; a second signal exits at once.
-pub fn shutdown_on_signals() -> Result<watch::Receiver<bool>> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+/// What the signal thread reports.
+pub struct Signals {
+    /// Becomes true on SIGTERM or SIGINT; a second one exits at once.
+    pub shutdown: watch::Receiver<bool>,
+    /// Bumped on SIGHUP.
+    pub reopen: watch::Receiver<u64>,
+}
+
+/// Installs the handlers (signal-hook) and a thread that turns signals into channel updates.
+pub fn signals() -> Result<Signals> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let (tx, rx) = watch::channel(false);
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+    let (hup_tx, hup_rx) = watch::channel(0u64);
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .context("cannot install signal handlers")?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let mut seen = 0;
             for sig in signals.forever() {
+                if sig == SIGHUP {
+                    tracing::info!("SIGHUP: reopening file sinks");
+                    hup_tx.send_modify(|n| *n += 1);
+                    continue;
+                }
                 seen += 1;
                 if seen == 1 {
                     tracing::info!(signal = sig, "stopping: finishing the current step and delivering what is queued (signal again to exit at once)");
@@ -436,5 +464,8 @@ pub fn shutdown_on_signals() -> Result<watch::Receiver<bool>> {
             }
         })
         .context("cannot start the signal thread")?;
-    Ok(rx)
+    Ok(Signals {
+        shutdown: rx,
+        reopen: hup_rx,
+    })
 }

@@ -659,7 +659,7 @@ fn check_sink(s: &crate::config::SinkConfig, c: &mut Checks) {
                 ),
             }
         }
-        SinkKind::File { path } => {
+        SinkKind::File { path, .. } => {
             let r = path
                 .parent()
                 .map(std::fs::create_dir_all)

@@ -266,6 +266,11 @@ impl Forwarder {
         }
     }
 
+    /// Reopens file sinks at their paths.
+    pub fn reopen(&mut self) -> Result<()> {
+        tokio::task::block_in_place(|| self.sink.reopen())
+    }
+
     pub fn cursor(&self) -> SinkCursor {
         self.cursor
     }

@@ -44,8 +44,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         },
         Command::Run { config, once } => {
             let config = Config::load(&config)?;
-            let shutdown = daemon::shutdown_on_signals()?;
-            runtime()?.block_on(daemon::run(config, daemon::RunOptions::new(once, shutdown)))?;
+            let signals = daemon::signals()?;
+            let mut opts = daemon::RunOptions::new(once, signals.shutdown);
+            opts.reopen = signals.reopen;
+            runtime()?.block_on(daemon::run(config, opts))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Authorize {
@@ -111,8 +113,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { once, dir, events } => {
-            let shutdown = daemon::shutdown_on_signals()?;
-            let summary = runtime()?.block_on(demo::demo(&dir, once, events, shutdown))?;
+            let signals = daemon::signals()?;
+            let summary = runtime()?.block_on(demo::demo(&dir, once, events, signals.shutdown))?;
             demo::print_summary(&summary);
             Ok(ExitCode::SUCCESS)
         }
@@ -124,7 +126,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             rotate_refresh_tokens,
             expires_in,
         } => {
-            let shutdown = daemon::shutdown_on_signals()?;
+            let shutdown = daemon::signals()?.shutdown;
             runtime()?.block_on(demo::simulate(
                 listen,
                 seed,

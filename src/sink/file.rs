@@ -3,6 +3,12 @@
 //! The database records the file's committed length with the sink's cursor. A batch is written,
 //! flushed to disk (`fdatasync`), and only then is the cursor moved. On start, anything past the
 //! committed length is a batch whose cursor never moved: it is cut off and written again.
+//!
+//! Rotation (`rotate_bytes`): after a batch leaves the file past the limit, it is renamed to
+//! `.1` (older ones shift to `.2`…, at most `rotate_keep`) and a new file is started, as
+//! tailing agents expect (they follow the rename by inode). A crash between the rename and the
+//! next commit leaves a new file shorter than recorded, which is appended to: nothing is lost
+//! or doubled. On SIGHUP the file is reopened at its path (after an external logrotate).
 
 use super::{Ack, SinkError};
 use anyhow::Context;
@@ -18,6 +24,8 @@ pub struct FileSink {
     len: u64,
     /// A write failed part-way: cut back to `len` before the next one.
     dirty: bool,
+    rotate_bytes: Option<u64>,
+    rotate_keep: u32,
 }
 
 impl FileSink {
@@ -65,7 +73,48 @@ impl FileSink {
             file,
             len,
             dirty: false,
+            rotate_bytes: None,
+            rotate_keep: 5,
         })
+    }
+
+    pub fn with_rotation(mut self, rotate_bytes: Option<u64>, rotate_keep: u32) -> Self {
+        self.rotate_bytes = rotate_bytes;
+        self.rotate_keep = rotate_keep.max(1);
+        self
+    }
+
+    /// Opens the file at the path again, appending from its current end.
+    pub fn reopen(&mut self) -> anyhow::Result<()> {
+        let fresh = FileSink::open(&self.name, &self.path, None)?;
+        self.file = fresh.file;
+        self.len = fresh.len;
+        self.dirty = false;
+        tracing::info!(sink = %self.name, path = %self.path.display(), "reopened the file");
+        Ok(())
+    }
+
+    fn rotated(&self, n: u32) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    }
+
+    /// Shifts `.1`… up, renames the file to `.1`, starts a new one.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let _ = std::fs::remove_file(self.rotated(self.rotate_keep));
+        for n in (1..self.rotate_keep).rev() {
+            let from = self.rotated(n);
+            if from.exists() {
+                std::fs::rename(&from, self.rotated(n + 1))?;
+            }
+        }
+        std::fs::rename(&self.path, self.rotated(1))?;
+        let fresh = FileSink::open(&self.name, &self.path, None).map_err(std::io::Error::other)?;
+        self.file = fresh.file;
+        self.len = 0;
+        tracing::info!(sink = %self.name, path = %self.path.display(), "rotated the file");
+        Ok(())
     }
 
     pub fn len(&self) -> u64 {
@@ -98,6 +147,12 @@ impl FileSink {
         self.file.sync_data().map_err(|e| err("flush", e))?;
         self.dirty = false;
         self.len += lines.len() as u64;
+        if self.rotate_bytes.is_some_and(|max| self.len >= max) {
+            // The batch is durable in the renamed file; a failed rotation is retried next time.
+            if let Err(e) = self.rotate() {
+                tracing::warn!(sink = %self.name, error = %e, "cannot rotate the file; will try again");
+            }
+        }
         Ok(Ack {
             file_len: Some(self.len),
             rejected: Vec::new(),
@@ -125,6 +180,52 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&path).expect("read"),
             "{\"a\":1}\n{\"b\":2}\n"
+        );
+    }
+
+    #[test]
+    fn rotates_past_the_size_and_keeps_n_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.jsonl");
+        let mut s = FileSink::open("f", &path, None)
+            .expect("open")
+            .with_rotation(Some(10), 2);
+        for i in 0..5 {
+            let ack = s
+                .append(format!("{{\"n\":{i}}}\n").as_bytes())
+                .expect("append");
+            if i % 2 == 1 {
+                assert_eq!(ack.file_len, Some(0), "rotated after the second line");
+            }
+        }
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("current"),
+            "{\"n\":4}\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("events.jsonl.1")).expect(".1"),
+            "{\"n\":2}\n{\"n\":3}\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("events.jsonl.2")).expect(".2"),
+            "{\"n\":0}\n{\"n\":1}\n"
+        );
+        assert!(!dir.path().join("events.jsonl.3").exists());
+    }
+
+    #[test]
+    fn reopen_follows_an_external_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.jsonl");
+        let mut s = FileSink::open("f", &path, None).expect("open");
+        s.append(b"a\n").expect("append");
+        std::fs::rename(&path, dir.path().join("moved")).expect("logrotate");
+        s.reopen().expect("reopen");
+        s.append(b"b\n").expect("append");
+        assert_eq!(std::fs::read_to_string(&path).expect("new"), "b\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("moved")).expect("old"),
+            "a\n"
         );
     }
 

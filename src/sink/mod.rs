@@ -87,9 +87,14 @@ impl Sink {
     /// Opens the sink and reconciles it with what the database says it holds.
     pub fn open(cfg: &SinkConfig, cursor: &SinkCursor) -> anyhow::Result<Sink> {
         Ok(match &cfg.kind {
-            SinkKind::File { path } => {
-                Sink::File(FileSink::open(&cfg.name, path, cursor.file_len)?)
-            }
+            SinkKind::File {
+                path,
+                rotate_bytes,
+                rotate_keep,
+            } => Sink::File(
+                FileSink::open(&cfg.name, path, cursor.file_len)?
+                    .with_rotation(*rotate_bytes, *rotate_keep),
+            ),
             SinkKind::Stdout => Sink::Stdout(StdoutSink::new()),
             SinkKind::Http(h) => Sink::Http(HttpSink::new(&cfg.name, (**h).clone())?),
             SinkKind::SplunkHec(h) => Sink::SplunkHec(HecSink::new(&cfg.name, (**h).clone())?),
@@ -98,6 +103,14 @@ impl Sink {
             }
             SinkKind::Syslog(s) => Sink::Syslog(SyslogSink::new(&cfg.name, (**s).clone())?),
         })
+    }
+
+    /// Reopens files at their configured path (after logrotate moved them: SIGHUP).
+    pub fn reopen(&mut self) -> anyhow::Result<()> {
+        match self {
+            Sink::File(f) => f.reopen(),
+            _ => Ok(()),
+        }
     }
 
     pub async fn deliver(&mut self, batch: &Batch) -> Result<Ack, SinkError> {

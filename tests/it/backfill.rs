@@ -126,3 +126,38 @@ async fn delivered_events_are_pruned_past_the_dedup_horizon_and_never_come_back(
     assert_eq!(s.collected, 0);
     assert_same_multiset(&env.delivered(), &want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopen_after_an_external_logrotate_loses_and_doubles_nothing() {
+    let env = Env::frozen(15, 4_000, 0, |c| c.dataset.end_ms += 30 * MIN_MS).await;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let (hup_tx, hup_rx) = tokio::sync::watch::channel(0u64);
+    let mut opts = workday_collector::daemon::RunOptions::new(false, rx);
+    opts.clock = env.clock.clone();
+    opts.reopen = hup_rx;
+    let daemon = tokio::spawn(workday_collector::daemon::run(env.config(), opts));
+    let file = env.path("events.jsonl");
+    let first = env.truth(2 * MIN_MS).len();
+    wait_until("the backfill", std::time::Duration::from_secs(60), || {
+        complete_lines(&file) >= first
+    })
+    .await;
+
+    // logrotate moves the file away and signals; new events arrive.
+    std::fs::rename(&file, env.path("events.jsonl.rotated")).expect("rename");
+    hup_tx.send_modify(|n| *n += 1);
+    env.clock.advance(std::time::Duration::from_secs(20 * 60));
+    let want = env.truth(2 * MIN_MS);
+    wait_until(
+        "delivery into the new file",
+        std::time::Duration::from_secs(60),
+        || complete_lines(&file) + first >= want.len(),
+    )
+    .await;
+    tx.send(true).expect("stop");
+    daemon.await.expect("join").expect("clean exit");
+    let mut got = read_events(&env.path("events.jsonl.rotated"));
+    got.extend(env.delivered());
+    assert!(complete_lines(&file) > 0);
+    assert_same_multiset(&got, &want);
+}

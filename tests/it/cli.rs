@@ -218,6 +218,18 @@ async fn run_delivers_to_file_and_stdout_then_exits_zero_on_sigterm() {
         || complete_lines(&file) >= want.len() && complete_lines(&out_path) >= want.len(),
     )
     .await;
+    // SIGHUP reopens files; it must not end the daemon (its default action would).
+    let ok = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("kill(1)")
+        .success();
+    assert!(ok);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "SIGHUP ended the daemon"
+    );
     sigterm(&child);
     let status = wait_for_exit(&mut child, std::time::Duration::from_secs(30));
     assert!(status.success(), "exit status {status:?}");

@@ -17,7 +17,11 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     let cfg = std::fs::read_to_string(&env.config_path).expect("read");
     std::fs::write(
         &env.config_path,
-        cfg.replace("format = \"raw\"", "format = \"raw\"\nbatch_size = 700"),
+        // Rotation too: a crash around a rotation must not lose or double anything either.
+        cfg.replace(
+            "format = \"raw\"",
+            "format = \"raw\"\nbatch_size = 700\nrotate_bytes = 4000000\nrotate_keep = 1000",
+        ),
     )
     .expect("write");
 
@@ -57,7 +61,27 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let got = env.delivered();
+    // Oldest rotated file first, then the current one.
+    let mut got = Vec::new();
+    let mut n = 1000;
+    while n > 0 {
+        let p = env.path(&format!("events.jsonl.{n}"));
+        if p.exists() {
+            got.extend(read_events(&p));
+        }
+        n -= 1;
+    }
+    let listing: Vec<String> = std::fs::read_dir(env.dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        env.path("events.jsonl.2").exists(),
+        "the file never rotated: {listing:?}"
+    );
+    got.extend(env.delivered());
+    // Event ids are unique across all files.
     let want = env.sim.visible_entries(i64::MIN, i64::MAX);
     assert!(want.len() > 120_000);
     assert_same_multiset(&got, &want);
