@@ -578,6 +578,36 @@ async fn check_token_expiry(t: &TenantConfig, store: &StoreHandle, c: &mut Check
     c.add(tn, "refresh token", status, detail.join("; "), remedy);
 }
 
+/// A sink's endpoint accepts TCP connections.
+fn check_connects(c: &mut Checks, name: &str, host: &str, port: u16, expect: &str) {
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .ok()
+        .and_then(|mut a| a.next());
+    match addr.map(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(5))) {
+        Some(Ok(_)) => c.add(
+            None,
+            name,
+            Status::Ok,
+            format!("{host}:{port} accepts connections"),
+            None,
+        ),
+        Some(Err(e)) => c.add(
+            None,
+            name,
+            Status::Fail,
+            format!("cannot connect to {host}:{port}: {e}"),
+            Some(&format!("check the address, and that {expect}")),
+        ),
+        None => c.add(
+            None,
+            name,
+            Status::Fail,
+            format!("cannot resolve {host}"),
+            Some("check the address and DNS"),
+        ),
+    }
+}
+
 fn check_sink(s: &crate::config::SinkConfig, c: &mut Checks) {
     let name = format!("sink {}", s.name);
     match &s.kind {
@@ -593,71 +623,41 @@ fn check_sink(s: &crate::config::SinkConfig, c: &mut Checks) {
                 );
                 return;
             }
-            match std::net::ToSocketAddrs::to_socket_addrs(&sy.address)
-                .ok()
-                .and_then(|mut a| a.next())
-                .map(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(5)))
-            {
-                Some(Ok(_)) => c.add(
-                    None,
-                    &name,
-                    Status::Ok,
-                    format!("{} accepts connections", sy.address),
-                    None,
-                ),
-                Some(Err(e)) => c.add(
-                    None,
-                    &name,
-                    Status::Fail,
-                    format!("cannot connect to {}: {e}", sy.address),
-                    Some("check the address and that the syslog receiver listens there"),
-                ),
+            match sy.address.rsplit_once(':') {
+                Some((host, port)) => {
+                    let host = host.trim_matches(['[', ']']);
+                    check_connects(
+                        c,
+                        &name,
+                        host,
+                        port.parse().unwrap_or(514),
+                        "the syslog receiver listens there",
+                    );
+                }
                 None => c.add(
                     None,
                     &name,
                     Status::Fail,
-                    format!("cannot resolve {}", sy.address),
-                    Some("check the address and DNS"),
+                    format!("bad address {}", sy.address),
+                    Some("use host:port"),
                 ),
             }
         }
         SinkKind::Http(_) | SinkKind::SplunkHec(_) | SinkKind::Elasticsearch(_) => {
             let url = match &s.kind {
-                SinkKind::Http(h) => h.url.clone(),
-                SinkKind::SplunkHec(h) => h.url.clone(),
-                SinkKind::Elasticsearch(e) => e.url.clone(),
+                SinkKind::Http(h) => &h.url,
+                SinkKind::SplunkHec(h) => &h.url,
+                SinkKind::Elasticsearch(e) => &e.url,
                 _ => return,
             };
-            let h = &url;
-            let host = h.host_str().unwrap_or_default().to_string();
-            let port = h.port_or_known_default().unwrap_or(443);
-            match std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
-                .ok()
-                .and_then(|mut a| a.next())
-                .map(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(5)))
-            {
-                Some(Ok(_)) => c.add(
-                    None,
-                    &name,
-                    Status::Ok,
-                    format!("{h} accepts connections"),
-                    None,
-                ),
-                Some(Err(e)) => c.add(
-                    None,
-                    &name,
-                    Status::Fail,
-                    format!("cannot connect to {host}:{port}: {e}"),
-                    Some("check the url, and that the receiver is up and reachable"),
-                ),
-                None => c.add(
-                    None,
-                    &name,
-                    Status::Fail,
-                    format!("cannot resolve {host}"),
-                    Some("check the url and DNS"),
-                ),
-            }
+            let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+            check_connects(
+                c,
+                &name,
+                host,
+                url.port_or_known_default().unwrap_or(443),
+                "the receiver is up at that url",
+            );
         }
         SinkKind::File { path, .. } => {
             let r = path
