@@ -58,6 +58,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Per tenant: checkpoint, lag, last success and error, credential state; per sink: queue
+    /// depth, oldest undelivered, dead letters. Safe while the daemon runs.
+    Status {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// List events a sink refused for good, or mark them to be sent again.
     DeadLetters {
         #[arg(long)]

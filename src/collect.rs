@@ -240,6 +240,11 @@ impl Collector {
                 WindowRead::Split(parts) => {
                     report.splits += 1;
                     Stats::add(&self.stats.splits, 1);
+                    self.stats.count(
+                        "workday_collector_window_splits_total",
+                        &[("tenant", t.name.as_str())],
+                        1,
+                    );
                     tracing::debug!(tenant = %t.name, from = %rfc3339_s(w.from_ms), to = %rfc3339_s(w.to_ms), parts = parts.len(), "window reaches workday's 10,000-entry cap; splitting");
                     for p in parts.into_iter().rev() {
                         work.push_front(p);
@@ -294,6 +299,15 @@ impl Collector {
         report.duplicates += out.duplicates;
         Stats::add(&self.stats.collected, out.inserted);
         Stats::add(&self.stats.duplicates, out.duplicates);
+        let t = [("tenant", self.tenant.name.as_str())];
+        self.stats
+            .count("workday_collector_events_collected_total", &t, out.inserted);
+        self.stats.count(
+            "workday_collector_duplicates_absorbed_total",
+            &t,
+            out.duplicates,
+        );
+        self.stats.count("workday_collector_windows_total", &t, 1);
         Stats::add(&self.stats.windows, 1);
         if out.inserted > 0 {
             self.stored.send_modify(|g| *g += 1);
@@ -390,8 +404,31 @@ impl Collector {
         let t = &self.tenant;
         let mut attempt = 0u32;
         let mut refreshed = false;
+        let tn = t.name.as_str();
+        let api = |status: &str| {
+            self.stats.count(
+                "workday_collector_api_requests_total",
+                &[("tenant", tn), ("status", status)],
+                1,
+            )
+        };
+        let refresh = |result: &str| {
+            self.stats.count(
+                "workday_collector_token_refreshes_total",
+                &[("tenant", tn), ("result", result)],
+                1,
+            )
+        };
         loop {
-            let failure = match self.tokens.access_token().await {
+            let before = self.tokens.refresh_count();
+            let token = self.tokens.access_token().await;
+            match &token {
+                Ok(_) if self.tokens.refresh_count() > before => refresh("ok"),
+                Err(AuthError::NeedsPerson(_)) => refresh("rejected"),
+                Err(_) => refresh("error"),
+                Ok(_) => {}
+            }
+            let failure = match token {
                 Err(AuthError::NeedsPerson(message)) => {
                     return Err(CollectError::NeedsPerson {
                         tenant: t.name.clone(),
@@ -401,7 +438,14 @@ impl Collector {
                 }
                 Err(AuthError::Store(e)) => return Err(self.store_err(e.context("storing a rotated refresh token"))),
                 Err(AuthError::Transient(m)) => (m, None),
-                Ok(token) => match call(token.clone()).await {
+                Ok(token) => match call(token.clone()).await.inspect(|_| api("200")).inspect_err(|e| {
+                    api(match e {
+                        ApiError::Unauthorized(_) => "401",
+                        ApiError::RateLimited { .. } => "429",
+                        ApiError::Transient(_) => "error",
+                        ApiError::NeedsPerson(_) => "refused",
+                    })
+                }) {
                     Ok(v) => return Ok(v),
                     Err(ApiError::Unauthorized(m)) if !refreshed => {
                         tracing::debug!(tenant = %t.name, "workday answered 401 ({m}); refreshing the access token once");

@@ -19,6 +19,8 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub state_dir: PathBuf,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None` when "off".
+    pub metrics_listen: Option<std::net::SocketAddr>,
     pub tenants: Vec<TenantConfig>,
     pub sinks: Vec<SinkConfig>,
 }
@@ -307,6 +309,20 @@ impl Config {
         let base_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut top = Fields::new(&table, String::new(), &mut problems);
         let state_dir = top.path("state_dir", &base_dir, true);
+        let metrics_listen = match top.string("metrics_listen", false).as_deref() {
+            None => Some(Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9464)))),
+            Some("off") => Some(None),
+            Some(a) => match a.parse::<std::net::SocketAddr>() {
+                Ok(addr) => Some(Some(addr)),
+                Err(_) => {
+                    top.problem(
+                        "metrics_listen",
+                        format!("\"{a}\" is not an address like \"127.0.0.1:9464\" (or \"off\")"),
+                    );
+                    None
+                }
+            },
+        };
         let tenant_values = top.array_of_tables("tenant");
         let sink_values = top.array_of_tables("sink");
         top.finish();
@@ -355,9 +371,10 @@ impl Config {
         }
 
         if problems.is_empty() {
-            if let Some(state_dir) = state_dir {
+            if let (Some(state_dir), Some(metrics_listen)) = (state_dir, metrics_listen) {
                 return Ok(Config {
                     state_dir,
+                    metrics_listen,
                     tenants,
                     sinks,
                 });

@@ -126,6 +126,59 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<RunSummary> {
         "workday-collector started"
     );
 
+    // Metrics, readiness and systemd's notify protocol (continuous mode only).
+    let mut side_tasks = JoinSet::new();
+    if !opts.once {
+        if let Some(addr) = config.metrics_listen {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /metrics, /healthz and /readyz");
+                    side_tasks.spawn(crate::telemetry::serve_metrics(
+                        listener,
+                        stats.clone(),
+                        Arc::new(config.clone()),
+                        stop_rx.clone(),
+                    ));
+                }
+                Err(e) => {
+                    tracing::error!(address = %addr, error = %e, "cannot serve metrics (is the address in use?); collecting without them")
+                }
+            }
+        }
+        let (stats, mut stop, tenants) = (stats.clone(), stop_rx.clone(), config.tenants.len());
+        side_tasks.spawn(async move {
+            crate::telemetry::sd_notify("READY=1");
+            // Half the watchdog interval, as systemd recommends; STATUS= on the same beat.
+            let beat = crate::telemetry::watchdog_interval()
+                .map(|d| d / 2)
+                .unwrap_or(Duration::from_secs(10));
+            let watchdog = crate::telemetry::watchdog_interval().is_some();
+            loop {
+                let unhealthy = stats
+                    .unhealthy()
+                    .iter()
+                    .filter(|(c, _)| c.starts_with("tenant/"))
+                    .count();
+                crate::telemetry::sd_notify(&format!(
+                    "STATUS={} of {tenants} tenant(s) healthy; {} collected, {} delivered",
+                    tenants - unhealthy.min(tenants),
+                    Stats::get(&stats.collected),
+                    Stats::get(&stats.delivered)
+                ));
+                if watchdog {
+                    crate::telemetry::sd_notify("WATCHDOG=1");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(beat) => {}
+                    _ = stopped(&mut stop) => {
+                        crate::telemetry::sd_notify("STOPPING=1");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
     let (done_tx, done_rx) = watch::channel(false);
     let mut sink_tasks = JoinSet::new();
     for f in forwarders {
@@ -153,6 +206,7 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<RunSummary> {
             stop_rx.clone(),
             sink_names.clone(),
             stop_tx.clone(),
+            stats.clone(),
         ));
     }
     let mut failures = Vec::new();
@@ -192,6 +246,8 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<RunSummary> {
             tracing::warn!(error = %e, "pruning delivered events failed");
         }
     }
+    let _ = stop_tx.send(true);
+    while side_tasks.join_next().await.is_some() {}
     let summary = RunSummary {
         collected: Stats::get(&stats.collected),
         duplicates: Stats::get(&stats.duplicates),
@@ -219,6 +275,7 @@ async fn tenant_loop(
     mut stop: watch::Receiver<bool>,
     sink_names: Vec<String>,
     stop_tx: Arc<watch::Sender<bool>>,
+    stats: Arc<Stats>,
 ) -> Result<(), CollectError> {
     let t = &c.tenant;
     let mut interval = tokio::time::interval(t.poll_interval);
@@ -243,6 +300,20 @@ async fn tenant_loop(
                     tracing::info!(tenant = %t.name, "tenant recovered: collecting again");
                 }
                 c.record(Ok(())).await;
+                stats.set_health(&format!("tenant/{}", t.name), None);
+                let now_s = chrono::Utc::now().timestamp() as u64;
+                stats.count(
+                    "workday_collector_polls_total",
+                    &[("tenant", t.name.as_str()), ("result", "ok")],
+                    1,
+                );
+                stats.set_gauge(
+                    &format!(
+                        "workday_collector_last_successful_poll_timestamp_seconds{{tenant=\"{}\"}}",
+                        t.name
+                    ),
+                    now_s,
+                );
                 tracing::info!(
                     tenant = %t.name,
                     from = %rfc3339_s(r.from_ms),
@@ -262,6 +333,12 @@ async fn tenant_loop(
             }
             Err(e @ CollectError::Transient { .. }) if !once => {
                 c.record(Err(e.to_string())).await;
+                stats.set_health(&format!("tenant/{}", t.name), Some(e.to_string()));
+                stats.count(
+                    "workday_collector_polls_total",
+                    &[("tenant", t.name.as_str()), ("result", "failed")],
+                    1,
+                );
                 tracing::warn!(error = %e, next_poll_in = ?t.poll_interval, "poll failed; the next poll resumes from the checkpoint");
             }
             Err(CollectError::NeedsPerson {
@@ -271,6 +348,12 @@ async fn tenant_loop(
             }) if !once => {
                 let line = format!("tenant {}: {message}", t.name);
                 c.record(Err(line.clone())).await;
+                stats.set_health(&format!("tenant/{}", t.name), Some(line.clone()));
+                stats.count(
+                    "workday_collector_polls_total",
+                    &[("tenant", t.name.as_str()), ("result", "needs_person")],
+                    1,
+                );
                 // One error line per distinct problem, then quiet rechecks.
                 if needs_person.as_deref() != Some(line.as_str()) {
                     tracing::error!(error = %line, recheck_every = ?t.credential_recheck, "tenant needs a person; collection resumes by itself once it is fixed");
@@ -362,6 +445,7 @@ async fn forward_loop(
         match f.deliver_pending().await {
             Ok(_) => {
                 attempt = 0;
+                f.stats().set_health(&format!("sink/{}", f.cfg.name), None);
                 if needs_person.take().is_some() {
                     tracing::info!(sink = %f.cfg.name, "sink recovered");
                 }
@@ -375,6 +459,8 @@ async fn forward_loop(
                 if once {
                     return Err(ForwardError::Sink(SinkError::NeedsPerson(m)));
                 }
+                f.stats()
+                    .set_health(&format!("sink/{}", f.cfg.name), Some(m.clone()));
                 if needs_person.as_deref() != Some(m.as_str()) {
                     tracing::error!(sink = %f.cfg.name, error = %m, "sink needs a person; its events stay queued and are retried");
                     needs_person = Some(m);
@@ -387,6 +473,8 @@ async fn forward_loop(
             }
             Err(e) => {
                 attempt += 1;
+                f.stats()
+                    .set_health(&format!("sink/{}", f.cfg.name), Some(e.to_string()));
                 if once && attempt >= max_attempts {
                     return Err(e);
                 }

@@ -207,10 +207,36 @@ impl Forwarder {
             .await
             .map_err(|e| self.store_err(e))?;
         self.cursor = cursor;
+        // Rotation happens after the commit; see FileSink::rotate_if_due.
+        if let Some(len) = tokio::task::block_in_place(|| self.sink.rotate_if_due()) {
+            let cursor = SinkCursor {
+                delivered_seq: last_seq,
+                file_len: Some(len),
+            };
+            let name = self.cfg.name.clone();
+            self.store
+                .call(move |s| s.advance_sink(&name, cursor, now))
+                .await
+                .map_err(|e| self.store_err(e))?;
+            self.cursor = cursor;
+        }
         let sent = (n - dead_count) as u64;
         self.delivered += sent;
         self.dead_lettered += dead_count as u64;
         Stats::add(&self.stats.delivered, sent);
+        let l = [("sink", self.cfg.name.as_str())];
+        self.stats
+            .count("workday_collector_delivered_total", &l, sent);
+        self.stats.count(
+            "workday_collector_dead_lettered_total",
+            &l,
+            dead_count as u64,
+        );
+        self.stats.count(
+            "workday_collector_filtered_total",
+            &l,
+            (consumed - n) as u64,
+        );
         if self.batch_limit < self.cfg.batch_size {
             self.batch_limit = (self.batch_limit * 2).min(self.cfg.batch_size);
         }
@@ -264,6 +290,10 @@ impl Forwarder {
             }
             n += k as u64;
         }
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
     }
 
     /// Reopens file sinks at their paths.

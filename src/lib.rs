@@ -17,6 +17,7 @@ pub mod normalize;
 pub mod secret;
 pub mod sim;
 pub mod sink;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod workday;

@@ -82,6 +82,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Status { config, json } => {
+            let config = Config::load(&config)?;
+            let store = workday_collector::store::Store::open(&config.database_path())?;
+            let now = workday_collector::clock::Clock::system().now_ms();
+            let snap = workday_collector::status::snapshot(&config, &store, now)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&snap)?);
+            } else {
+                print!("{}", snap.render_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DeadLetters {
             config,
             sink,

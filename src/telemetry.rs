@@ -30,9 +30,13 @@ pub fn init(format: LogFormat, level: &str) {
     };
 }
 
-/// What the daemon has done since it started.
+/// What the daemon has done since it started: plain totals for summaries, labelled series for
+/// metrics, and the current health of each tenant and sink for `/readyz`.
 #[derive(Debug, Default)]
 pub struct Stats {
+    series: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    gauges: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    problems: std::sync::Mutex<std::collections::BTreeMap<String, Option<String>>>,
     pub collected: AtomicU64,
     pub duplicates: AtomicU64,
     pub pages: AtomicU64,
@@ -43,11 +47,182 @@ pub struct Stats {
     pub pruned: AtomicU64,
 }
 
+/// Prometheus label-value escaping.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// One series name with labels, as the exposition format writes it.
+pub fn series_name(name: &str, labels: &[(&str, &str)]) -> String {
+    if labels.is_empty() {
+        return name.to_string();
+    }
+    let l: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    format!("{name}{{{}}}", l.join(","))
+}
+
 impl Stats {
+    /// Adds to a labelled counter.
+    pub fn count(&self, name: &str, labels: &[(&str, &str)], n: u64) {
+        if let Ok(mut s) = self.series.lock() {
+            *s.entry(series_name(name, labels)).or_default() += n;
+        }
+    }
+
+    /// Every labelled counter, sorted.
+    pub fn counters(&self) -> Vec<(String, u64)> {
+        self.series
+            .lock()
+            .map(|s| s.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Sets a gauge series (full series name, labels included).
+    pub fn set_gauge(&self, series: &str, value: u64) {
+        if let Ok(mut s) = self.gauges.lock() {
+            s.insert(series.to_string(), value);
+        }
+    }
+
+    pub fn gauges(&self) -> Vec<(String, u64)> {
+        self.gauges
+            .lock()
+            .map(|s| s.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Records whether a component (`tenant/acme`, `sink/siem`) is healthy; `Some(problem)` if not.
+    pub fn set_health(&self, component: &str, problem: Option<String>) {
+        if let Ok(mut p) = self.problems.lock() {
+            p.insert(component.to_string(), problem);
+        }
+    }
+
+    /// Components that are not healthy, with their problem.
+    pub fn unhealthy(&self) -> Vec<(String, String)> {
+        self.problems
+            .lock()
+            .map(|p| {
+                p.iter()
+                    .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+}
+
+/// Serves `/metrics` (Prometheus text exposition), `/healthz` and `/readyz` until `stop`.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    stats: std::sync::Arc<Stats>,
+    config: std::sync::Arc<crate::config::Config>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let metrics = {
+        let (stats, config) = (stats.clone(), config.clone());
+        move || {
+            let (stats, config) = (stats.clone(), config.clone());
+            async move {
+                let snapshot = tokio::task::spawn_blocking(move || {
+                    let store = crate::store::Store::open(&config.database_path())?;
+                    crate::status::snapshot(&config, &store, chrono::Utc::now().timestamp_millis())
+                })
+                .await;
+                let mut out = String::new();
+                let mut last = String::new();
+                for (series, v) in stats.counters() {
+                    let name = series.split('{').next().unwrap_or(&series).to_string();
+                    if name != last {
+                        out.push_str(&format!("# TYPE {name} counter\n"));
+                        last = name;
+                    }
+                    out.push_str(&format!("{series} {v}\n"));
+                }
+                for (series, v) in stats.gauges() {
+                    let name = series.split('{').next().unwrap_or(&series).to_string();
+                    out.push_str(&format!("# TYPE {name} gauge\n{series} {v}\n"));
+                }
+                match snapshot {
+                    Ok(Ok(s)) => s.render_prometheus(&mut out),
+                    _ => out.push_str("# the state database could not be read for gauges\n"),
+                }
+                ([("content-type", "text/plain; version=0.0.4")], out)
+            }
+        }
+    };
+    let ready = move || {
+        let stats = stats.clone();
+        async move {
+            let bad = stats.unhealthy();
+            if bad.is_empty() {
+                (StatusCode::OK, "ready\n".to_string())
+            } else {
+                let lines: Vec<String> =
+                    bad.into_iter().map(|(c, p)| format!("{c}: {p}")).collect();
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{}\n", lines.join("\n")),
+                )
+            }
+        }
+    };
+    let app = axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready));
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            crate::daemon::stopped(&mut stop).await;
+        })
+        .await;
+}
+
+/// systemd's notify protocol (`sd_notify`): a datagram to `$NOTIFY_SOCKET`; a no-op without it.
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let path = path.to_string_lossy().to_string();
+    let sent = if let Some(name) = path.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+    } else {
+        sock.send_to(state.as_bytes(), &path)
+    };
+    if let Err(e) = sent {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
+/// The watchdog interval systemd asked for (`WatchdogSec=`), if any.
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Some(pid) = std::env::var("WATCHDOG_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+    {
+        if pid != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| std::time::Duration::from_micros(usec))
 }

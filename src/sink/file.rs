@@ -100,6 +100,23 @@ impl FileSink {
         PathBuf::from(p)
     }
 
+    /// Rotates when the file has reached `rotate_bytes`; returns the new (empty) length.
+    /// Called only after the batch that filled it was committed, so a crash between the rename
+    /// and recording the new length leaves a file shorter than recorded, which is appended to:
+    /// nothing is written twice.
+    pub fn rotate_if_due(&mut self) -> Option<u64> {
+        if !self.rotate_bytes.is_some_and(|max| self.len >= max) {
+            return None;
+        }
+        match self.rotate() {
+            Ok(()) => Some(0),
+            Err(e) => {
+                tracing::warn!(sink = %self.name, error = %e, "cannot rotate the file; will try again");
+                None
+            }
+        }
+    }
+
     /// Shifts `.1`… up, renames the file to `.1`, starts a new one.
     fn rotate(&mut self) -> std::io::Result<()> {
         let _ = std::fs::remove_file(self.rotated(self.rotate_keep));
@@ -147,12 +164,6 @@ impl FileSink {
         self.file.sync_data().map_err(|e| err("flush", e))?;
         self.dirty = false;
         self.len += lines.len() as u64;
-        if self.rotate_bytes.is_some_and(|max| self.len >= max) {
-            // The batch is durable in the renamed file; a failed rotation is retried next time.
-            if let Err(e) = self.rotate() {
-                tracing::warn!(sink = %self.name, error = %e, "cannot rotate the file; will try again");
-            }
-        }
         Ok(Ack {
             file_len: Some(self.len),
             rejected: Vec::new(),

@@ -105,6 +105,14 @@ impl Sink {
         })
     }
 
+    /// After a batch was committed: rotates a full file; returns its new length to record.
+    pub fn rotate_if_due(&mut self) -> Option<u64> {
+        match self {
+            Sink::File(f) => f.rotate_if_due(),
+            _ => None,
+        }
+    }
+
     /// Reopens files at their configured path (after logrotate moved them: SIGHUP).
     pub fn reopen(&mut self) -> anyhow::Result<()> {
         match self {

@@ -363,6 +363,16 @@ impl Store {
         Ok(())
     }
 
+    /// A sink's backlog: events after its cursor, and the oldest one's collection time.
+    pub fn sink_backlog(&self, sink: &str) -> Result<(i64, Option<i64>)> {
+        let cursor = self.sink_cursor(sink)?.delivered_seq;
+        Ok(self.conn.query_row(
+            "SELECT count(*), min(collected_at_ms) FROM events WHERE seq > ?1",
+            params![cursor],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
     /// Dead letters per sink: `(sink, count, latest reason)`.
     pub fn dead_letter_summary(&self) -> Result<Vec<(String, i64, String)>> {
         let mut stmt = self.conn.prepare(

@@ -31,6 +31,8 @@ pub struct Knobs {
     pub extra: String,
     /// Write `refresh_token_file` (an integration client); false for sign-in clients.
     pub refresh_token_file: bool,
+    /// `metrics_listen`: "off" unless a test serves metrics.
+    pub metrics_listen: String,
 }
 
 impl Default for Knobs {
@@ -41,6 +43,7 @@ impl Default for Knobs {
             max_attempts: 8,
             extra: String::new(),
             refresh_token_file: true,
+            metrics_listen: "off".into(),
         }
     }
 }
@@ -110,6 +113,7 @@ impl Env {
         }
         let text = format!(
             r#"state_dir = "state"
+metrics_listen = "{metrics}"
 
 [[tenant]]
 name = "acme"
@@ -147,6 +151,7 @@ format = "raw"
                 ""
             },
             authz = self.sim.authorization_endpoint(),
+            metrics = k.metrics_listen,
         );
         std::fs::write(&self.config_path, text).expect("write config");
     }
