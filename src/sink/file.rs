@@ -105,7 +105,7 @@ impl FileSink {
     /// and recording the new length leaves a file shorter than recorded, which is appended to:
     /// nothing is written twice.
     pub fn rotate_if_due(&mut self) -> Option<u64> {
-        if !self.rotate_bytes.is_some_and(|max| self.len >= max) {
+        if self.rotate_bytes.is_none_or(|max| self.len < max) {
             return None;
         }
         match self.rotate() {
