@@ -180,6 +180,11 @@ impl Collector {
         }
     }
 
+    /// The collector's clock (shared with tests' simulators).
+    pub fn clock_now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     pub fn tokens(&self) -> &TokenSource {
         &self.tokens
     }

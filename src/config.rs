@@ -50,6 +50,8 @@ pub struct TenantConfig {
     pub refresh_token_warn_before: Duration,
     /// How often a tenant whose credentials need a person is checked again.
     pub credential_recheck: Duration,
+    /// Workday's weekly maintenance window; `None` when "off".
+    pub maintenance_window: Option<crate::maintenance::Window>,
     pub backfill: Duration,
     pub poll_interval: Duration,
     pub lag: Duration,
@@ -419,6 +421,18 @@ fn parse_tenant(
     let refresh_token_warn_before =
         f.duration("refresh_token_warn_before", Duration::from_secs(14 * 86400));
     let credential_recheck = f.duration("credential_recheck", Duration::from_secs(900));
+    let maintenance_window = match f.string("maintenance_window", false).as_deref() {
+        Some("off") => Some(None),
+        other => {
+            match crate::maintenance::Window::parse(other.unwrap_or(crate::maintenance::DEFAULT)) {
+                Ok(w) => Some(Some(w)),
+                Err(msg) => {
+                    f.problem("maintenance_window", msg);
+                    None
+                }
+            }
+        }
+    };
     let client_auth = match f.string("client_auth", false).as_deref() {
         None | Some("basic") => Some(ClientAuth::Basic),
         Some("body") => Some(ClientAuth::Body),
@@ -514,6 +528,7 @@ fn parse_tenant(
         refresh_token_expires_ms: refresh_token_expires_ms?,
         refresh_token_warn_before: refresh_token_warn_before?,
         credential_recheck: credential_recheck?,
+        maintenance_window: maintenance_window?,
         backfill: backfill?,
         poll_interval: poll_interval?,
         lag: lag?,

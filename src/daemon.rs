@@ -282,8 +282,13 @@ async fn tenant_loop(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut needs_person: Option<String> = None;
     let mut expiry_warned: Option<Instant> = None;
+    let mut continue_without_tick = false;
+    let in_maintenance = |t: &crate::config::TenantConfig| {
+        t.maintenance_window
+            .and_then(|w| w.end_if_inside(c.clock_now_ms()))
+    };
     loop {
-        if needs_person.is_none() {
+        if needs_person.is_none() && !std::mem::take(&mut continue_without_tick) {
             tokio::select! {
                 _ = interval.tick() => {}
                 _ = stopped(&mut stop) => return Ok(()),
@@ -330,6 +335,21 @@ async fn tenant_loop(
                         tracing::warn!(tenant = %t.name, error = %e, "pruning delivered events failed");
                     }
                 }
+            }
+            Err(e @ CollectError::Transient { .. }) if !once && in_maintenance(t).is_some() => {
+                // Expected during Workday's weekly maintenance: quiet, not unhealthy, retried
+                // after it (checking every credential_recheck meanwhile).
+                c.record(Err(e.to_string())).await;
+                let end = in_maintenance(t).unwrap_or_default();
+                tracing::info!(tenant = %t.name, until = %rfc3339_s(end), error = %e, "workday is in its weekly maintenance window; retrying after it");
+                let wait = Duration::from_millis((end - c.clock_now_ms()).max(1000) as u64)
+                    .min(t.credential_recheck);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stopped(&mut stop) => return Ok(()),
+                }
+                interval.reset();
+                continue_without_tick = true;
             }
             Err(e @ CollectError::Transient { .. }) if !once => {
                 c.record(Err(e.to_string())).await;

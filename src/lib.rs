@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod demo;
 pub mod doctor;
 pub mod forward;
+pub mod maintenance;
 pub mod normalize;
 pub mod secret;
 pub mod sim;

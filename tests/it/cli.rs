@@ -300,14 +300,33 @@ fn systemd_unit_verifies_and_is_hardened() {
     };
     assert!(analyze.status.success());
     let dir = tempfile::tempdir().expect("tempdir");
-    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/workday-collector.service")).expect("unit");
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/workday-collector.service"
+    ))
+    .expect("unit");
     // Point ExecStart at the binary under test; verify checks that it exists.
-    let unit = unit.replace("/usr/bin/workday-collector", env!("CARGO_BIN_EXE_workday-collector"));
+    let unit = unit.replace(
+        "/usr/bin/workday-collector",
+        env!("CARGO_BIN_EXE_workday-collector"),
+    );
     let path = dir.path().join("workday-collector.service");
     std::fs::write(&path, unit).expect("write");
-    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().expect("verify");
-    assert!(out.status.success() && out.stderr.is_empty(), "{}", text(&out));
-    let out = Command::new("systemd-analyze").args(["security", "--offline=yes"]).arg(&path).output().expect("security");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("verify");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        text(&out)
+    );
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes"])
+        .arg(&path)
+        .output()
+        .expect("security");
     let report = text(&out);
     let score: f64 = report
         .split("Overall exposure level for workday-collector.service: ")
@@ -317,4 +336,50 @@ fn systemd_unit_verifies_and_is_hardened() {
         .unwrap_or_else(|| panic!("no exposure score in:\n{report}"));
     // docs/operations.md states 1.2; anything above 2.0 is a regression.
     assert!(score <= 2.0, "exposure level {score}:\n{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_backfill_exits_zero_and_loses_nothing() {
+    let env = Env::live(43, 60_000, 0, |_| {}).await;
+    // Slow pages, so the backfill is surely in flight when the signal comes.
+    env.sim
+        .faults()
+        .delay_ms
+        .store(40, std::sync::atomic::Ordering::SeqCst);
+    let mut child = bin()
+        .args(["run", "--config"])
+        .arg(&env.config_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let file = env.path("events.jsonl");
+    wait_until(
+        "the backfill to start delivering",
+        std::time::Duration::from_secs(60),
+        || complete_lines(&file) > 0,
+    )
+    .await;
+    sigterm(&child);
+    let started = std::time::Instant::now();
+    let status = wait_for_exit(&mut child, std::time::Duration::from_secs(40));
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(35));
+    let want = env.sim.visible_entries(i64::MIN, i64::MAX);
+    assert!(
+        complete_lines(&file) < want.len(),
+        "the backfill had finished before the signal; the test proves little"
+    );
+
+    env.sim
+        .faults()
+        .delay_ms
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    let out = bin()
+        .args(["run", "--once", "--config"])
+        .arg(&env.config_path)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_same_multiset(&env.delivered(), &want);
 }

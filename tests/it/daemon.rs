@@ -227,3 +227,50 @@ async fn a_broken_tenant_never_delays_a_healthy_one() {
     tx.send(true).expect("stop");
     daemon.await.expect("join").expect("clean exit");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_inside_the_maintenance_window_are_quiet_and_retried_after_it() {
+    // Friday 23:30 US Pacific (PST): inside the default window, which ends Saturday 04:00.
+    let t0 = workday_collector::clock::parse_rfc3339_ms("2026-12-05T07:30:00Z").expect("time");
+    let env = Env::frozen_at(t0, 134, 3_000, |_| {}).await;
+    let port = free_port();
+    env.write_config(&Knobs {
+        metrics_listen: format!("127.0.0.1:{port}"),
+        max_attempts: 2,
+        extra: "credential_recheck = \"1s\"".into(),
+        ..Knobs::default()
+    });
+    env.sim
+        .faults()
+        .server_error_next
+        .store(1_000_000, std::sync::atomic::Ordering::SeqCst);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut opts = workday_collector::daemon::RunOptions::new(false, rx);
+    opts.clock = env.clock.clone();
+    let daemon = tokio::spawn(workday_collector::daemon::run(env.config(), opts));
+    wait_until("a failed poll", Duration::from_secs(30), || {
+        env.sim.counts().by_status.get(&500).copied().unwrap_or(0) >= 4
+    })
+    .await;
+    // Not alerted: still ready.
+    let (status, body) = get(&format!("http://127.0.0.1:{port}/readyz")).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Maintenance ends; Workday answers again; the backlog is collected.
+    env.sim
+        .faults()
+        .server_error_next
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    env.clock.advance(Duration::from_secs(5 * 3600));
+    let want = env.truth(2 * MIN_MS);
+    let file = env.path("events.jsonl");
+    wait_until(
+        "collection after the window",
+        Duration::from_secs(30),
+        || complete_lines(&file) >= want.len(),
+    )
+    .await;
+    assert_same_multiset(&env.delivered(), &want);
+    tx.send(true).expect("stop");
+    daemon.await.expect("join").expect("clean exit");
+}

@@ -69,6 +69,19 @@ impl Env {
         Self::start(cfg, clock, t0).await
     }
 
+    /// Like `frozen`, at a given instant.
+    pub async fn frozen_at(
+        t0: i64,
+        seed: u64,
+        events: u64,
+        tweak: impl FnOnce(&mut SimConfig),
+    ) -> Env {
+        let clock = Clock::frozen(ms_to_datetime(t0));
+        let mut cfg = SimConfig::new(t0, seed, events, 0);
+        tweak(&mut cfg);
+        Self::start(cfg, clock, t0).await
+    }
+
     /// A simulator on the system clock (for tests that run the binary).
     pub async fn live(
         seed: u64,
