@@ -50,6 +50,8 @@ pub struct TenantConfig {
     pub refresh_token_warn_before: Duration,
     /// How often a tenant whose credentials need a person is checked again.
     pub credential_recheck: Duration,
+    /// A cron schedule (`sec min hour day month weekday`) used instead of `poll_interval`.
+    pub schedule: Option<String>,
     /// Workday's weekly maintenance window; `None` when "off".
     pub maintenance_window: Option<crate::maintenance::Window>,
     pub backfill: Duration,
@@ -421,6 +423,21 @@ fn parse_tenant(
     let refresh_token_warn_before =
         f.duration("refresh_token_warn_before", Duration::from_secs(14 * 86400));
     let credential_recheck = f.duration("credential_recheck", Duration::from_secs(900));
+    let schedule = match f.string("schedule", false) {
+        None => Some(None),
+        Some(expr) => {
+            match tokio_cron_scheduler::Job::new_async(expr.as_str(), |_, _| Box::pin(async {})) {
+                Ok(_) => Some(Some(expr)),
+                Err(e) => {
+                    f.problem(
+                    "schedule",
+                    format!("\"{expr}\" is not a cron schedule like \"0 */5 * * * *\" (sec min hour day month weekday): {e}"),
+                );
+                    None
+                }
+            }
+        }
+    };
     let maintenance_window = match f.string("maintenance_window", false).as_deref() {
         Some("off") => Some(None),
         other => {
@@ -529,6 +546,7 @@ fn parse_tenant(
         refresh_token_warn_before: refresh_token_warn_before?,
         credential_recheck: credential_recheck?,
         maintenance_window: maintenance_window?,
+        schedule: schedule?,
         backfill: backfill?,
         poll_interval: poll_interval?,
         lag: lag?,

@@ -280,6 +280,15 @@ async fn tenant_loop(
     let t = &c.tenant;
     let mut interval = tokio::time::interval(t.poll_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // A cron `schedule` replaces the interval: tokio-cron-scheduler fires, and a tick that finds
+    // a poll in flight is skipped, not queued.
+    let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (cron_tx, mut cron_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let _scheduler = match (&t.schedule, once) {
+        (Some(expr), false) => Some(start_schedule(expr, cron_tx, busy.clone(), &t.name).await?),
+        _ => None,
+    };
+    let first = std::sync::atomic::AtomicBool::new(true);
     let mut needs_person: Option<String> = None;
     let mut expiry_warned: Option<Instant> = None;
     let mut continue_without_tick = false;
@@ -289,16 +298,25 @@ async fn tenant_loop(
     };
     loop {
         if needs_person.is_none() && !std::mem::take(&mut continue_without_tick) {
-            tokio::select! {
-                _ = interval.tick() => {}
-                _ = stopped(&mut stop) => return Ok(()),
+            if _scheduler.is_some() && !first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                tokio::select! {
+                    _ = cron_rx.recv() => {}
+                    _ = stopped(&mut stop) => return Ok(()),
+                }
+            } else {
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    _ = stopped(&mut stop) => return Ok(()),
+                }
             }
         }
+        busy.store(true, std::sync::atomic::Ordering::SeqCst);
         warn_refresh_token_expiry(t, &mut expiry_warned);
         let result = tokio::select! {
             r = c.poll() => r,
             _ = stopped(&mut stop) => return Ok(()),
         };
+        busy.store(false, std::sync::atomic::Ordering::SeqCst);
         match result {
             Ok(r) => {
                 if needs_person.take().is_some() {
@@ -416,6 +434,35 @@ async fn tenant_loop(
             return Ok(());
         }
     }
+}
+
+/// Starts a cron job that nudges a tenant's loop; ticks while a poll runs are skipped.
+async fn start_schedule(
+    expr: &str,
+    tx: tokio::sync::mpsc::Sender<()>,
+    busy: Arc<std::sync::atomic::AtomicBool>,
+    tenant: &str,
+) -> Result<tokio_cron_scheduler::JobScheduler, CollectError> {
+    let fail = |e: tokio_cron_scheduler::JobSchedulerError| CollectError::Transient {
+        tenant: tenant.to_string(),
+        message: format!("cannot start the poll schedule: {e}"),
+    };
+    let sched = tokio_cron_scheduler::JobScheduler::new()
+        .await
+        .map_err(fail)?;
+    let name = tenant.to_string();
+    let job = tokio_cron_scheduler::Job::new_async(expr, move |_, _| {
+        let (tx, busy, name) = (tx.clone(), busy.clone(), name.clone());
+        Box::pin(async move {
+            if busy.load(std::sync::atomic::Ordering::SeqCst) || tx.try_send(()).is_err() {
+                tracing::debug!(tenant = %name, "scheduled poll skipped: the previous one is still running");
+            }
+        })
+    })
+    .map_err(fail)?;
+    sched.add(job).await.map_err(fail)?;
+    sched.start().await.map_err(fail)?;
+    Ok(sched)
 }
 
 /// Warns (daily) as a refresh token with a known expiry nears it.

@@ -35,6 +35,7 @@ refresh_token_file = "missing-file"
 poll_interval = "5 minutes"
 page_size = 5000
 lag = "2m"
+schedule = "every five minutes"
 
 [[sink]]
 name = "siem"
@@ -59,6 +60,7 @@ format = "cef"
         "refresh_token_file",
         "poll_interval",
         "page_size",
+        "schedule",
         "sink[0] (siem).type",
         "sink[0] (siem).format",
     ] {

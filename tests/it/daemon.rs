@@ -274,3 +274,34 @@ async fn errors_inside_the_maintenance_window_are_quiet_and_retried_after_it() {
     tx.send(true).expect("stop");
     daemon.await.expect("join").expect("clean exit");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_schedule_drives_the_polls() {
+    let env = Env::frozen(135, 2_000, 0, |c| c.dataset.end_ms += 30 * MIN_MS).await;
+    // An hour between interval polls: only the every-second schedule can bring the next one.
+    env.write_config(&Knobs {
+        poll_interval: "1h",
+        extra: "schedule = \"* * * * * *\"".into(),
+        ..Knobs::default()
+    });
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut opts = workday_collector::daemon::RunOptions::new(false, rx);
+    opts.clock = env.clock.clone();
+    let daemon = tokio::spawn(workday_collector::daemon::run(env.config(), opts));
+    let file = env.path("events.jsonl");
+    let first = env.truth(2 * MIN_MS).len();
+    wait_until("the first poll", Duration::from_secs(60), || {
+        complete_lines(&file) >= first
+    })
+    .await;
+    env.clock.advance(Duration::from_secs(20 * 60));
+    let want = env.truth(2 * MIN_MS);
+    assert!(want.len() > first);
+    wait_until("a scheduled poll", Duration::from_secs(20), || {
+        complete_lines(&file) >= want.len()
+    })
+    .await;
+    assert_same_multiset(&env.delivered(), &want);
+    tx.send(true).expect("stop");
+    daemon.await.expect("join").expect("clean exit");
+}
