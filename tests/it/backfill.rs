@@ -51,10 +51,7 @@ async fn late_events_and_a_401_mid_run_are_handled_by_the_running_daemon() {
         c.dataset.events = 24_000;
     })
     .await;
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut opts = workday_collector::daemon::RunOptions::new(false, rx);
-    opts.clock = env.clock.clone();
-    let daemon = tokio::spawn(workday_collector::daemon::run(env.config(), opts));
+    let (tx, daemon) = env.spawn_daemon();
 
     let first_truth = env.truth(2 * MIN_MS);
     let file = env.path("events.jsonl");

@@ -3,9 +3,7 @@
 use crate::support::*;
 use std::process::{Command, Output};
 
-pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_workday-collector"))
-}
+pub use crate::support::bin;
 
 fn text(o: &Output) -> String {
     format!(

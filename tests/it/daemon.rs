@@ -189,10 +189,7 @@ async fn a_broken_tenant_never_delays_a_healthy_one() {
         ),
     )
     .expect("write");
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut opts = workday_collector::daemon::RunOptions::new(false, rx);
-    opts.clock = env.clock.clone();
-    let daemon = tokio::spawn(workday_collector::daemon::run(env.config(), opts));
+    let (tx, daemon) = env.spawn_daemon();
     let file = env.path("events.jsonl");
     let first = env.truth(2 * MIN_MS);
     wait_until(
@@ -244,10 +241,7 @@ async fn errors_inside_the_maintenance_window_are_quiet_and_retried_after_it() {
         .faults()
         .server_error_next
         .store(1_000_000, std::sync::atomic::Ordering::SeqCst);
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut opts = workday_collector::daemon::RunOptions::new(false, rx);
-    opts.clock = env.clock.clone();
-    let daemon = tokio::spawn(workday_collector::daemon::run(env.config(), opts));
+    let (tx, daemon) = env.spawn_daemon();
     wait_until("a failed poll", Duration::from_secs(30), || {
         env.sim.counts().by_status.get(&500).copied().unwrap_or(0) >= 4
     })
@@ -284,10 +278,7 @@ async fn a_cron_schedule_drives_the_polls() {
         extra: "schedule = \"* * * * * *\"".into(),
         ..Knobs::default()
     });
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut opts = workday_collector::daemon::RunOptions::new(false, rx);
-    opts.clock = env.clock.clone();
-    let daemon = tokio::spawn(workday_collector::daemon::run(env.config(), opts));
+    let (tx, daemon) = env.spawn_daemon();
     let file = env.path("events.jsonl");
     let first = env.truth(2 * MIN_MS).len();
     wait_until("the first poll", Duration::from_secs(60), || {

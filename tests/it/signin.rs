@@ -109,16 +109,7 @@ async fn loopback_sign_in_end_to_end_then_collection_uses_the_stored_token() {
         );
     }
 
-    let out = bin()
-        .args(["run", "--once", "--config"])
-        .arg(&env.config_path)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.run_binary_once();
     assert_same_multiset(
         &env.delivered(),
         &env.sim.visible_entries(i64::MIN, i64::MAX),
@@ -199,16 +190,7 @@ async fn paste_sign_in_finished_with_code_and_a_mismatched_state_is_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("Test API:"));
-    let out = bin()
-        .args(["run", "--once", "--config"])
-        .arg(&env.config_path)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.run_binary_once();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,10 +285,7 @@ async fn a_running_daemon_recovers_when_a_revoked_token_is_replaced_without_rest
         extra: "credential_recheck = \"1s\"".into(),
         ..Knobs::default()
     });
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut opts = workday_collector::daemon::RunOptions::new(false, rx);
-    opts.clock = env.clock.clone();
-    let daemon = tokio::spawn(workday_collector::daemon::run(env.config(), opts));
+    let (tx, daemon) = env.spawn_daemon();
     let file = env.path("events.jsonl");
     let first = env.truth(2 * MIN_MS).len();
     wait_until("the backfill", Duration::from_secs(60), || {

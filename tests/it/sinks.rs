@@ -187,16 +187,7 @@ async fn refused_batches_become_dead_letters_and_replay_delivers_them() {
         ),
     );
     r.reject_next.store(1, Ordering::SeqCst);
-    let out = bin()
-        .args(["run", "--once", "--config"])
-        .arg(&env.config_path)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.run_binary_once();
     let want = env.delivered();
     let got = r.events.lock().expect("lock").len();
     let refused = want.len() - got;
@@ -260,10 +251,7 @@ async fn one_sink_down_never_holds_back_another_and_catches_up_after() {
         &env,
         &format!("[[sink]]\nname = \"siem-http\"\ntype = \"http\"\nurl = \"{url}\"\nformat = \"ocsf\"\nheaders = {{ \"X-Source\" = \"workday\" }}\n"),
     );
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut opts = workday_collector::daemon::RunOptions::new(false, rx);
-    opts.clock = env.clock.clone();
-    let daemon = tokio::spawn(workday_collector::daemon::run(env.config(), opts));
+    let (tx, daemon) = env.spawn_daemon();
     let want = env.truth(2 * MIN_MS);
     let file = env.path("events.jsonl");
     wait_until(

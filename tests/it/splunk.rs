@@ -217,16 +217,7 @@ async fn a_wrong_hec_token_is_a_config_failure_and_nothing_is_lost() {
     assert!(h.indexed.lock().expect("lock").is_empty());
 
     std::fs::write(env.path("hec-token"), TOKEN).expect("write");
-    let out = bin()
-        .args(["run", "--once", "--config"])
-        .arg(&env.config_path)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.run_binary_once();
     let indexed: Vec<String> = h
         .indexed
         .lock()

@@ -48,6 +48,11 @@ impl Default for Knobs {
     }
 }
 
+/// The built binary.
+pub fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_workday-collector"))
+}
+
 /// A whole-second "now" for frozen clocks.
 pub fn whole_second_now() -> i64 {
     let now = chrono::Utc::now().timestamp_millis();
@@ -179,6 +184,34 @@ format = "raw"
         let mut opts = RunOptions::new(true, rx);
         opts.clock = self.clock.clone();
         daemon::run(self.config(), opts).await
+    }
+
+    /// The daemon in continuous mode, in-process, on this env's clock; send `true` to stop it.
+    pub fn spawn_daemon(
+        &self,
+    ) -> (
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<anyhow::Result<RunSummary>>,
+    ) {
+        let (tx, rx) = watch::channel(false);
+        let mut opts = RunOptions::new(false, rx);
+        opts.clock = self.clock.clone();
+        (tx, tokio::spawn(daemon::run(self.config(), opts)))
+    }
+
+    /// `run --once` with the built binary; it must succeed.
+    pub fn run_binary_once(&self) -> std::process::Output {
+        let out = bin()
+            .args(["run", "--once", "--config"])
+            .arg(&self.config_path)
+            .output()
+            .expect("run the binary");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
     }
 
     /// The `event` of every line of the file sink, exactly as written, checking each line.
