@@ -34,8 +34,11 @@ pub struct RunOptions {
     pub shutdown: watch::Receiver<bool>,
     /// How long sinks may take to deliver what is queued after a shutdown request.
     pub drain_timeout: Duration,
-    /// Bumped on SIGHUP: file sinks reopen their paths (after logrotate).
+    /// Bumped on SIGHUP: file sinks reopen their paths (after logrotate) and, with
+    /// `config_path`, the configuration is reloaded.
     pub reopen: watch::Receiver<u64>,
+    /// Where the configuration came from, for reloading on SIGHUP (continuous mode).
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 impl RunOptions {
@@ -46,6 +49,7 @@ impl RunOptions {
             shutdown,
             drain_timeout: Duration::from_secs(30),
             reopen: watch::channel(0).1,
+            config_path: None,
         }
     }
 }
@@ -72,7 +76,68 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Runs the daemon until shutdown (or, with `once`, one full cycle).
+///
+/// With a `config_path`, SIGHUP reloads the configuration: a valid new one replaces the running
+/// tenants and sinks (their state is all in the database, so nothing queued is lost and added
+/// sinks start from the oldest retained event); an invalid one is refused with a log line and
+/// the running configuration stays.
 pub async fn run(config: Config, opts: RunOptions) -> Result<RunSummary> {
+    let Some(path) = opts.config_path.clone().filter(|_| !opts.once) else {
+        return run_generation(config, opts).await;
+    };
+    let mut config = config;
+    let mut hup = opts.reopen.clone();
+    let mut hup_open = true;
+    let mut ext = opts.shutdown.clone();
+    loop {
+        let (gen_tx, gen_rx) = watch::channel(false);
+        let gen_opts = RunOptions {
+            once: false,
+            clock: opts.clock.clone(),
+            shutdown: gen_rx,
+            drain_timeout: opts.drain_timeout,
+            reopen: opts.reopen.clone(),
+            config_path: None,
+        };
+        let mut generation = tokio::spawn(run_generation(config.clone(), gen_opts));
+        let next = loop {
+            tokio::select! {
+                r = &mut generation => return r.context("the daemon task failed")?,
+                _ = stopped(&mut ext) => {
+                    let _ = gen_tx.send(true);
+                    return generation.await.context("the daemon task failed")?;
+                }
+                changed = hup.changed(), if hup_open => {
+                    if changed.is_err() {
+                        hup_open = false;
+                        continue;
+                    }
+                    match Config::load(&path) {
+                        Ok(new) => break new,
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: the new configuration is refused; the running one stays"),
+                    }
+                }
+            }
+        };
+        crate::telemetry::sd_notify("RELOADING=1");
+        tracing::info!(
+            tenants = next.tenants.len(),
+            sinks = next.sinks.len(),
+            "SIGHUP: configuration reloaded; restarting tenants and sinks"
+        );
+        let _ = gen_tx.send(true);
+        match generation.await {
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "the previous configuration ended with an error")
+            }
+            Err(e) => tracing::warn!(error = %e, "the previous configuration's task failed"),
+            Ok(Ok(_)) => {}
+        }
+        config = next;
+    }
+}
+
+async fn run_generation(config: Config, opts: RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
     let db = config.database_path();
     // Opened (and migrated) once up front, so a bad database fails before anything starts.
@@ -604,7 +669,7 @@ pub fn signals() -> Result<Signals> {
             let mut seen = 0;
             for sig in signals.forever() {
                 if sig == SIGHUP {
-                    tracing::info!("SIGHUP: reopening file sinks");
+                    tracing::info!("SIGHUP: reopening file sinks and reloading the configuration");
                     hup_tx.send_modify(|n| *n += 1);
                     continue;
                 }

@@ -43,10 +43,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Run { config, once } => {
-            let config = Config::load(&config)?;
+            let path = config;
+            let config = Config::load(&path)?;
             let signals = daemon::signals()?;
             let mut opts = daemon::RunOptions::new(once, signals.shutdown);
             opts.reopen = signals.reopen;
+            opts.config_path = Some(path);
             runtime()?.block_on(daemon::run(config, opts))?;
             Ok(ExitCode::SUCCESS)
         }

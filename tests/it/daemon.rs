@@ -296,3 +296,102 @@ async fn a_cron_schedule_drives_the_polls() {
     tx.send(true).expect("stop");
     daemon.await.expect("join").expect("clean exit");
 }
+
+/// The file sink's entries of one tenant.
+fn entries_of(path: &std::path::Path, tenant: &str) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            (v["tenant"] == tenant).then(|| v["event"].to_string())
+        })
+        .collect()
+}
+
+fn canonical(entries: Vec<String>) -> Vec<String> {
+    entries
+        .into_iter()
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e)
+                .expect("json")
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_adds_a_tenant_and_a_sink_and_a_bad_config_keeps_the_old_one() {
+    let env = Env::frozen(136, 2_000, 0, |c| c.dataset.end_ms += 30 * MIN_MS).await;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let (hup_tx, hup_rx) = tokio::sync::watch::channel(0u64);
+    let mut opts = workday_collector::daemon::RunOptions::new(false, rx);
+    opts.clock = env.clock.clone();
+    opts.reopen = hup_rx;
+    opts.config_path = Some(env.config_path.clone());
+    let daemon = tokio::spawn(workday_collector::daemon::run(env.config(), opts));
+    let file = env.path("events.jsonl");
+    let acme = env.truth(2 * MIN_MS);
+    wait_until("acme's backfill", Duration::from_secs(60), || {
+        complete_lines(&file) >= acme.len()
+    })
+    .await;
+
+    // Add a tenant on its own simulator, and a second sink.
+    let mut cfg2 = SimConfig::new(env.t0, 137, 1_500, 0);
+    cfg2.tenant = "beta".into();
+    let beta_sim = SimHandle::start(
+        cfg2,
+        env.clock.clone(),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("sim");
+    std::fs::write(env.path("beta-secret"), &beta_sim.config().client_secret).expect("write");
+    std::fs::write(env.path("beta-token"), &beta_sim.config().refresh_token).expect("write");
+    let good = format!(
+        "{}\n[[tenant]]\nname = \"beta\"\nrest_api_endpoint = \"{}\"\ntoken_endpoint = \"{}\"\nclient_id = \"{}\"\n\
+         client_secret_file = \"beta-secret\"\nrefresh_token_file = \"beta-token\"\npoll_interval = \"1s\"\nlag = \"2m\"\n\
+         \n[[sink]]\nname = \"second\"\ntype = \"file\"\npath = \"second.jsonl\"\n",
+        std::fs::read_to_string(&env.config_path).expect("read"),
+        beta_sim.rest_api_endpoint(),
+        beta_sim.token_endpoint(),
+        beta_sim.config().client_id
+    );
+    std::fs::write(&env.config_path, &good).expect("write");
+    hup_tx.send_modify(|n| *n += 1);
+    let beta = beta_sim.visible_entries(env.t0 - 7 * DAY_MS, env.t0 - 2 * MIN_MS);
+    let second = env.path("second.jsonl");
+    wait_until("beta and the new sink", Duration::from_secs(60), || {
+        complete_lines(&second) >= acme.len() + beta.len()
+            && complete_lines(&file) >= acme.len() + beta.len()
+    })
+    .await;
+    // The new sink got everything retained, each sink holds both tenants, nothing twice.
+    for f in [&file, &second] {
+        assert_same_multiset(&canonical(entries_of(f, "acme")), &canonical(acme.clone()));
+        assert_same_multiset(&canonical(entries_of(f, "beta")), &canonical(beta.clone()));
+    }
+
+    // A broken config is refused; the running one keeps collecting.
+    std::fs::write(
+        &env.config_path,
+        "state_dir = \"state\"\n[[tenant]]\nname = \"no endpoints\"\n",
+    )
+    .expect("write");
+    hup_tx.send_modify(|n| *n += 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!daemon.is_finished(), "a bad config stopped the daemon");
+    env.clock.advance(Duration::from_secs(20 * 60));
+    let acme2 = env.truth(2 * MIN_MS);
+    assert!(acme2.len() > acme.len());
+    wait_until(
+        "acme's next poll under the kept config",
+        Duration::from_secs(30),
+        || entries_of(&second, "acme").len() >= acme2.len(),
+    )
+    .await;
+    assert_same_multiset(&canonical(entries_of(&second, "acme")), &canonical(acme2));
+    tx.send(true).expect("stop");
+    daemon.await.expect("join").expect("clean exit");
+}
