@@ -313,6 +313,15 @@ impl Collector {
             out.duplicates,
         );
         self.stats.count("workday_collector_windows_total", &t, 1);
+        self.stats.count(
+            "workday_collector_late_events_total",
+            &t,
+            out.late_delays_ms.len() as u64,
+        );
+        for d in &out.late_delays_ms {
+            self.stats
+                .observe_late(&self.tenant.name, *d as f64 / 1000.0);
+        }
         Stats::add(&self.stats.windows, 1);
         if out.inserted > 0 {
             self.stored.send_modify(|g| *g += 1);

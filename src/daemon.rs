@@ -349,10 +349,10 @@ async fn tenant_loop(
     // a poll in flight is skipped, not queued.
     let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (cron_tx, mut cron_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let _scheduler = match (&t.schedule, once) {
+    let _scheduler = SchedulerGuard(match (&t.schedule, once) {
         (Some(expr), false) => Some(start_schedule(expr, cron_tx, busy.clone(), &t.name).await?),
         _ => None,
-    };
+    });
     let first = std::sync::atomic::AtomicBool::new(true);
     let mut needs_person: Option<String> = None;
     let mut expiry_warned: Option<Instant> = None;
@@ -363,7 +363,7 @@ async fn tenant_loop(
     };
     loop {
         if needs_person.is_none() && !std::mem::take(&mut continue_without_tick) {
-            if _scheduler.is_some() && !first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            if _scheduler.0.is_some() && !first.swap(false, std::sync::atomic::Ordering::SeqCst) {
                 tokio::select! {
                     _ = cron_rx.recv() => {}
                     _ = stopped(&mut stop) => return Ok(()),
@@ -497,6 +497,19 @@ async fn tenant_loop(
         }
         if once {
             return Ok(());
+        }
+    }
+}
+
+/// Shuts a tenant's scheduler down when its loop ends, whichever way it ends.
+struct SchedulerGuard(Option<tokio_cron_scheduler::JobScheduler>);
+
+impl Drop for SchedulerGuard {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.0.take() {
+            tokio::spawn(async move {
+                let _ = s.shutdown().await;
+            });
         }
     }
 }

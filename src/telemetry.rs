@@ -36,6 +36,8 @@ pub fn init(format: LogFormat, level: &str) {
 pub struct Stats {
     series: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     gauges: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Late-event delays per tenant: bucket counts (per `LATE_BUCKETS_S`, then +Inf), sum, count.
+    late: std::sync::Mutex<std::collections::BTreeMap<String, LateHistogram>>,
     problems: std::sync::Mutex<std::collections::BTreeMap<String, Option<String>>>,
     pub collected: AtomicU64,
     pub duplicates: AtomicU64,
@@ -46,6 +48,14 @@ pub struct Stats {
     pub delivered: AtomicU64,
     pub pruned: AtomicU64,
 }
+
+/// Bucket counts (per `LATE_BUCKETS_S`, then +Inf), sum of seconds, count.
+type LateHistogram = (Vec<u64>, f64, u64);
+
+/// Upper bounds (seconds) of the late-event histogram's buckets.
+pub const LATE_BUCKETS_S: &[f64] = &[
+    60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 86400.0,
+];
 
 /// Prometheus label-value escaping.
 fn escape(v: &str) -> String {
@@ -80,6 +90,57 @@ impl Stats {
             .lock()
             .map(|s| s.iter().map(|(k, v)| (k.clone(), *v)).collect())
             .unwrap_or_default()
+    }
+
+    /// Records how late an event was found (seconds after its `requestTime`).
+    pub fn observe_late(&self, tenant: &str, delay_s: f64) {
+        if let Ok(mut l) = self.late.lock() {
+            let e = l
+                .entry(tenant.to_string())
+                .or_insert_with(|| (vec![0; LATE_BUCKETS_S.len() + 1], 0.0, 0));
+            let i = LATE_BUCKETS_S
+                .iter()
+                .position(|b| delay_s <= *b)
+                .unwrap_or(LATE_BUCKETS_S.len());
+            e.0[i] += 1;
+            e.1 += delay_s;
+            e.2 += 1;
+        }
+    }
+
+    /// The late-event histogram in the Prometheus text format.
+    pub fn render_late(&self, out: &mut String) {
+        let Ok(l) = self.late.lock() else { return };
+        if l.is_empty() {
+            return;
+        }
+        let name = "workday_collector_late_event_delay_seconds";
+        out.push_str(&format!("# TYPE {name} histogram\n"));
+        for (tenant, (buckets, sum, count)) in l.iter() {
+            let mut cumulative = 0;
+            for (i, n) in buckets.iter().enumerate() {
+                cumulative += n;
+                let le = LATE_BUCKETS_S
+                    .get(i)
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "+Inf".into());
+                out.push_str(&format!(
+                    "{} {cumulative}\n",
+                    series_name(
+                        &format!("{name}_bucket"),
+                        &[("tenant", tenant), ("le", &le)]
+                    )
+                ));
+            }
+            out.push_str(&format!(
+                "{} {sum}\n",
+                series_name(&format!("{name}_sum"), &[("tenant", tenant)])
+            ));
+            out.push_str(&format!(
+                "{} {count}\n",
+                series_name(&format!("{name}_count"), &[("tenant", tenant)])
+            ));
+        }
     }
 
     /// Sets a gauge series (full series name, labels included).
@@ -156,6 +217,7 @@ pub async fn serve_metrics(
                     let name = series.split('{').next().unwrap_or(&series).to_string();
                     out.push_str(&format!("# TYPE {name} gauge\n{series} {v}\n"));
                 }
+                stats.render_late(&mut out);
                 match snapshot {
                     Ok(Ok(s)) => s.render_prometheus(&mut out),
                     _ => out.push_str("# the state database could not be read for gauges\n"),

@@ -78,7 +78,7 @@ pub fn migrate(conn: &mut Connection, application_id: i64) -> Result<()> {
         );
     }
     for (i, step) in STEPS.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(step)?;
         tx.execute_batch(&format!(
             "PRAGMA user_version = {}; PRAGMA application_id = {application_id};",

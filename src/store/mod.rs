@@ -7,6 +7,10 @@
 //! - an event is pruned only once every configured sink has it and it is older than the dedup
 //!   horizon, so a re-read can never bring it back.
 //!
+//! Every write transaction is `BEGIN IMMEDIATE`: a deferred one that reads first and writes
+//! later can fail at once with SQLITE_BUSY when another connection wrote in between (the busy
+//! timeout does not cover that upgrade), which would stop a tenant for nothing.
+//!
 //! Rows are kept in insertion order (`seq`, an AUTOINCREMENT rowid, so it never goes backwards
 //! even after pruning) with the 32-byte event id in a separate unique index: measured, that is
 //! several times faster to insert into than a table clustered on the random id.
@@ -19,7 +23,7 @@ mod migrations;
 pub const SCHEMA_VERSION: i64 = migrations::LATEST;
 
 use anyhow::{bail, Context, Result};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -65,10 +69,13 @@ pub struct SinkCursor {
     pub file_len: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InsertOutcome {
     pub inserted: u64,
     pub duplicates: u64,
+    /// For each new event older than the checkpoint before this window (an event Workday made
+    /// visible after an earlier poll had covered its time): how late it was found, in ms.
+    pub late_delays_ms: Vec<i64>,
 }
 
 impl Store {
@@ -158,8 +165,18 @@ impl Store {
         collected_at_ms: i64,
         checkpoint_ms: Option<i64>,
     ) -> Result<InsertOutcome> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut outcome = InsertOutcome::default();
+        let covered: Option<i64> = tx
+            .query_row(
+                "SELECT collected_until_ms FROM checkpoints WHERE tenant = ?1",
+                params![tenant],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events (id, tenant, time_ms, collected_at_ms, raw)
@@ -175,6 +192,9 @@ impl Store {
                 ])?;
                 if n == 1 {
                     outcome.inserted += 1;
+                    if covered.is_some_and(|c| e.time_ms < c) {
+                        outcome.late_delays_ms.push(collected_at_ms - e.time_ms);
+                    }
                 } else {
                     outcome.duplicates += 1;
                 }
@@ -329,7 +349,9 @@ impl Store {
         dead: &[(StoredEvent, String)],
         now_ms: i64,
     ) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO dead_letters (sink, event_id, tenant, collected_at_ms, raw, reason, created_at_ms)
@@ -440,7 +462,9 @@ impl Store {
 
     /// After a replay: delivered ones go; refused ones stay, with the new reason, unmarked.
     pub fn finish_replay(&mut self, delivered: &[i64], refused: &[(i64, String)]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for id in delivered {
             tx.execute("DELETE FROM dead_letters WHERE id = ?1", params![id])?;
         }
@@ -650,7 +674,9 @@ impl Store {
         &mut self,
         tenant: &str,
     ) -> Result<Option<PendingAuthorization>> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let p = tx
             .query_row(
                 "SELECT csrf_state, pkce_verifier, created_at_ms FROM pending_authorizations WHERE tenant = ?1",
@@ -761,11 +787,17 @@ mod tests {
             out,
             InsertOutcome {
                 inserted: 2,
-                duplicates: 1
+                duplicates: 1,
+                late_delays_ms: vec![],
             }
         );
         let cp = s.checkpoint("acme").expect("cp").expect("row");
         assert_eq!(cp.collected_until_ms, Some(2000));
+        // A new event older than the checkpoint is late: found 9000 ms after its time.
+        let out = s
+            .insert_window("acme", &[ev(4, 1000), ev(5, 2500)], 10_000, Some(3000))
+            .expect("insert");
+        assert_eq!(out.late_delays_ms, vec![9000]);
         // The checkpoint never goes backwards.
         s.insert_window("acme", &[], 10, Some(1500))
             .expect("insert");
@@ -774,11 +806,11 @@ mod tests {
                 .expect("cp")
                 .expect("row")
                 .collected_until_ms,
-            Some(2000)
+            Some(3000)
         );
         // Without a checkpoint row, the whole transaction is refused: no events either.
         assert!(s.insert_window("other", &[ev(3, 3)], 10, Some(1)).is_err());
-        assert_eq!(s.count_events().expect("count"), 2);
+        assert_eq!(s.count_events().expect("count"), 4);
     }
 
     #[test]

@@ -270,11 +270,20 @@ async fn errors_inside_the_maintenance_window_are_quiet_and_retried_after_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cron_schedule_drives_the_polls() {
-    let env = Env::frozen(135, 2_000, 0, |c| c.dataset.end_ms += 30 * MIN_MS).await;
+async fn a_cron_schedule_drives_the_polls_and_late_events_are_measured() {
+    // A third of events surface 1 to 12 minutes late.
+    let env = Env::frozen(135, 2_000, 0, |c| {
+        // Two dense hours, so the newest minutes hold plenty of late events.
+        c.dataset.start_ms = c.dataset.end_ms - 120 * MIN_MS;
+        c.dataset.end_ms += 30 * MIN_MS;
+        c.dataset.late_per_mille = 300;
+    })
+    .await;
+    let port = free_port();
     // An hour between interval polls: only the every-second schedule can bring the next one.
     env.write_config(&Knobs {
         poll_interval: "1h",
+        metrics_listen: format!("127.0.0.1:{port}"),
         extra: "schedule = \"* * * * * *\"".into(),
         ..Knobs::default()
     });
@@ -292,7 +301,39 @@ async fn a_cron_schedule_drives_the_polls() {
         complete_lines(&file) >= want.len()
     })
     .await;
-    assert_same_multiset(&env.delivered(), &want);
+    let got = env.delivered();
+    assert_same_multiset(&got, &want);
+
+    // Late: found by a later poll although older than what the first poll covered.
+    let covered = env.t0 - 2 * MIN_MS;
+    let late = got[first..]
+        .iter()
+        .filter(|e| request_time(e) < covered)
+        .count() as u64;
+    assert!(late > 0);
+    let (_, text) = get(&format!("http://127.0.0.1:{port}/metrics")).await;
+    assert_eq!(
+        metric(
+            &text,
+            "workday_collector_late_events_total{tenant=\"acme\"}"
+        ),
+        Some(late),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "workday_collector_late_event_delay_seconds_count{tenant=\"acme\"}"
+        ),
+        Some(late)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "workday_collector_late_event_delay_seconds_bucket{tenant=\"acme\",le=\"+Inf\"}"
+        ),
+        Some(late)
+    );
     tx.send(true).expect("stop");
     daemon.await.expect("join").expect("clean exit");
 }
