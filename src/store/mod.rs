@@ -326,19 +326,7 @@ impl Store {
 
     /// Moves a sink's cursor after it acknowledged everything up to `seq`.
     pub fn advance_sink(&mut self, sink: &str, cursor: SinkCursor, now_ms: i64) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO sink_cursors (sink, delivered_seq, file_len, updated_at_ms)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (sink) DO UPDATE SET delivered_seq = excluded.delivered_seq,
-                 file_len = excluded.file_len, updated_at_ms = excluded.updated_at_ms",
-            params![
-                sink,
-                cursor.delivered_seq,
-                cursor.file_len.map(|l| l as i64),
-                now_ms
-            ],
-        )?;
-        Ok(())
+        upsert_cursor(&self.conn, sink, cursor, now_ms)
     }
 
     /// Moves a sink's cursor and, in the same transaction, keeps the events it refused for good.
@@ -369,18 +357,7 @@ impl Store {
                 ])?;
             }
         }
-        tx.execute(
-            "INSERT INTO sink_cursors (sink, delivered_seq, file_len, updated_at_ms)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (sink) DO UPDATE SET delivered_seq = excluded.delivered_seq,
-                 file_len = excluded.file_len, updated_at_ms = excluded.updated_at_ms",
-            params![
-                sink,
-                cursor.delivered_seq,
-                cursor.file_len.map(|l| l as i64),
-                now_ms
-            ],
-        )?;
+        upsert_cursor(&tx, sink, cursor, now_ms)?;
         tx.commit()?;
         Ok(())
     }
@@ -697,6 +674,23 @@ impl Store {
         tx.commit()?;
         Ok(p)
     }
+}
+
+/// Writes a sink's cursor (and committed file length); a transaction derefs to a connection.
+fn upsert_cursor(conn: &Connection, sink: &str, cursor: SinkCursor, now_ms: i64) -> Result<()> {
+    conn.execute(
+        "INSERT INTO sink_cursors (sink, delivered_seq, file_len, updated_at_ms)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (sink) DO UPDATE SET delivered_seq = excluded.delivered_seq,
+             file_len = excluded.file_len, updated_at_ms = excluded.updated_at_ms",
+        params![
+            sink,
+            cursor.delivered_seq,
+            cursor.file_len.map(|l| l as i64),
+            now_ms
+        ],
+    )?;
+    Ok(())
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
