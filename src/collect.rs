@@ -23,13 +23,14 @@ use crate::telemetry::Stats;
 use crate::workday::client::{ceil_s, floor_s};
 use crate::workday::wire::{self, Page};
 use crate::workday::{ApiError, Query, WorkdayClient, ENTRY_CAP};
+use futures_util::stream::{self, StreamExt};
 use serde_json::value::RawValue;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 /// Adjacent windows share this much, so an entry on a boundary is in both.
 const BOUNDARY_OVERLAP_MS: i64 = 1000;
@@ -144,8 +145,51 @@ pub fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
     d / 2 + d / 2 * (jitter as u32) / 1000
 }
 
+/// Bounds one tenant's activity-log requests: how many are in flight at once and how many
+/// start per second. A permit is held for one request, never across a retry's wait.
+pub struct RequestLimiter {
+    slots: Arc<Semaphore>,
+    spacing: Option<Duration>,
+    next_start: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl RequestLimiter {
+    pub fn new(concurrent: u32, per_second: Option<u32>) -> Self {
+        RequestLimiter {
+            slots: Arc::new(Semaphore::new(concurrent.max(1) as usize)),
+            spacing: per_second.map(|r| Duration::from_secs(1) / r.max(1)),
+            next_start: std::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Waits for a free slot, then for the request's turn under the rate.
+    pub async fn acquire(&self) -> OwnedSemaphorePermit {
+        #[allow(clippy::expect_used)]
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the limiter's semaphore is never closed");
+        if let Some(spacing) = self.spacing {
+            let start = {
+                let mut next = self
+                    .next_start
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let start = (*next).max(tokio::time::Instant::now());
+                *next = start + spacing;
+                start
+            };
+            tokio::time::sleep_until(start).await;
+        }
+        permit
+    }
+}
+
 pub struct Collector {
     pub tenant: TenantConfig,
+    limiter: Arc<RequestLimiter>,
     client: WorkdayClient,
     tokens: TokenSource,
     store: StoreHandle,
@@ -170,6 +214,10 @@ impl Collector {
         stored: watch::Sender<u64>,
     ) -> Self {
         Collector {
+            limiter: Arc::new(RequestLimiter::new(
+                tenant.max_concurrent_requests,
+                tenant.max_requests_per_second,
+            )),
             tenant,
             client,
             tokens,
@@ -238,42 +286,75 @@ impl Collector {
         let backfilling = cp
             .collected_until_ms
             .is_none_or(|u| end - u > 2 * t.poll_interval.as_millis() as i64 + 3_600_000);
-        let mut work: VecDeque<Window> = plan_windows(from, end, t.max_window).into();
+        // Windows are read in parallel (bounded by the limiter and by holding at most
+        // `max_concurrent_requests` windows), and stored strictly in time order, so the
+        // checkpoint never passes a window that is not stored.
+        let ahead = t.max_concurrent_requests.max(1) as usize;
+        let mut reads = stream::iter(plan_windows(from, end, t.max_window))
+            .map(|w| async move { (w, self.read_window(w).await) })
+            .buffered(ahead);
         let mut last_progress = tokio::time::Instant::now();
-        while let Some(w) = work.pop_front() {
-            match self.read_window(w).await? {
-                WindowRead::Split(parts) => {
-                    report.splits += 1;
-                    Stats::add(&self.stats.splits, 1);
-                    self.stats.count(
-                        "workday_collector_window_splits_total",
-                        &[("tenant", t.name.as_str())],
-                        1,
-                    );
-                    tracing::debug!(tenant = %t.name, from = %rfc3339_s(w.from_ms), to = %rfc3339_s(w.to_ms), parts = parts.len(), "window reaches workday's 10,000-entry cap; splitting");
-                    for p in parts.into_iter().rev() {
-                        work.push_front(p);
-                    }
-                }
+        while let Some((w, read)) = reads.next().await {
+            match read? {
+                WindowRead::Split(parts) => self.collect_parts(w, parts, &mut report).await?,
                 WindowRead::Complete(entries, pages) => {
                     report.pages += pages;
                     report.windows += 1;
                     self.store_window(w, entries, &mut report).await?;
-                    if backfilling && last_progress.elapsed() >= Duration::from_secs(5) {
-                        last_progress = tokio::time::Instant::now();
-                        let done = (w.to_ms - from) as f64 / (end - from).max(1) as f64;
-                        tracing::info!(
-                            tenant = %t.name,
-                            covered_until = %rfc3339_s(w.to_ms),
-                            progress = %format!("{:.0}%", done * 100.0),
-                            events = report.inserted,
-                            "backfill progress"
-                        );
-                    }
                 }
+            }
+            if backfilling && last_progress.elapsed() >= Duration::from_secs(5) {
+                last_progress = tokio::time::Instant::now();
+                let done = (w.to_ms - from) as f64 / (end - from).max(1) as f64;
+                tracing::info!(
+                    tenant = %t.name,
+                    covered_until = %rfc3339_s(w.to_ms),
+                    progress = %format!("{:.0}%", done * 100.0),
+                    events = report.inserted,
+                    "backfill progress"
+                );
             }
         }
         Ok(report)
+    }
+
+    /// Reads and stores the parts of a window that reached the cap, in order, splitting again
+    /// where a part still does.
+    async fn collect_parts(
+        &self,
+        w: Window,
+        parts: Vec<Window>,
+        report: &mut PollReport,
+    ) -> Result<(), CollectError> {
+        let mut queue: VecDeque<Window> = VecDeque::new();
+        let mut split = Some((w, parts));
+        loop {
+            if let Some((whole, parts)) = split.take() {
+                report.splits += 1;
+                Stats::add(&self.stats.splits, 1);
+                self.stats.count(
+                    "workday_collector_window_splits_total",
+                    &[("tenant", self.tenant.name.as_str())],
+                    1,
+                );
+                tracing::debug!(tenant = %self.tenant.name, from = %rfc3339_s(whole.from_ms), to = %rfc3339_s(whole.to_ms), parts = parts.len(), "window reaches workday's 10,000-entry cap; splitting");
+                for p in parts.into_iter().rev() {
+                    queue.push_front(p);
+                }
+            }
+            let Some(part) = queue.pop_front() else {
+                break;
+            };
+            match self.read_window(part).await? {
+                WindowRead::Split(sub) => split = Some((part, sub)),
+                WindowRead::Complete(entries, pages) => {
+                    report.pages += pages;
+                    report.windows += 1;
+                    self.store_window(part, entries, report).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn store_window(
@@ -290,7 +371,7 @@ impl Collector {
             .zip(ids)
             .map(|(raw, ident)| NewEvent {
                 id: ident.id,
-                time_ms: ident.request_time_ms.unwrap_or(collected_at),
+                request_time_ms: ident.request_time_ms,
                 raw: raw.get().to_string(),
             })
             .collect();
@@ -361,25 +442,48 @@ impl Collector {
             let reachable = total.map(|t| t.min(ENTRY_CAP));
             let mut entries = first.entries;
             let mut changed = false;
-            let mut last_len = entries.len();
-            loop {
-                let got = entries.len() as u64;
-                let more = match reachable {
-                    Some(r) => got < r && last_len > 0,
-                    // No total: page until a short page.
-                    None => last_len as u64 == u64::from(limit),
-                };
-                if !more {
-                    break;
+            let full_page = u64::from(limit);
+            match reachable {
+                // The total is known and pages come full: every offset is known, so the rest
+                // of the window is fetched in parallel and put together in offset order.
+                Some(r) if entries.len() as u64 == full_page && r > full_page => {
+                    let offsets = (1..).map(|i| i * full_page).take_while(|o| *o < r);
+                    let ahead = self.tenant.max_concurrent_requests.max(1) as usize;
+                    let mut rest = stream::iter(offsets)
+                        .map(|offset| self.page(q(offset)))
+                        .buffered(ahead);
+                    while let Some(page) = rest.next().await {
+                        let page = page?;
+                        pages += 1;
+                        if page.total != total {
+                            changed = true;
+                            break;
+                        }
+                        entries.extend(page.entries);
+                    }
                 }
-                let page = self.page(q(got)).await?;
-                pages += 1;
-                if page.total != total {
-                    changed = true;
-                    break;
+                _ => {
+                    let mut last_len = entries.len();
+                    loop {
+                        let got = entries.len() as u64;
+                        let more = match reachable {
+                            Some(r) => got < r && last_len > 0,
+                            // No total: page until a short page.
+                            None => last_len as u64 == full_page,
+                        };
+                        if !more {
+                            break;
+                        }
+                        let page = self.page(q(got)).await?;
+                        pages += 1;
+                        if page.total != total {
+                            changed = true;
+                            break;
+                        }
+                        last_len = page.entries.len();
+                        entries.extend(page.entries);
+                    }
                 }
-                last_len = page.entries.len();
-                entries.extend(page.entries);
             }
             let short = reachable.is_some_and(|r| (entries.len() as u64) < r);
             if (changed || short) && attempt < CONSISTENCY_RETRIES {
@@ -399,10 +503,15 @@ impl Collector {
 
     async fn page(&self, q: Query) -> Result<Page, CollectError> {
         let client = self.client.clone();
+        let limiter = self.limiter.clone();
         let page = self
             .with_retries(move |token| {
                 let client = client.clone();
-                Box::pin(async move { client.page(&token, &q).await }) as ApiFuture<Page>
+                let limiter = limiter.clone();
+                Box::pin(async move {
+                    let _slot = limiter.acquire().await;
+                    client.page(&token, &q).await
+                }) as ApiFuture<Page>
             })
             .await?;
         Stats::add(&self.stats.pages, 1);

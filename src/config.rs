@@ -66,6 +66,11 @@ pub struct TenantConfig {
     pub retry_max: Duration,
     /// Attempts for one request before the poll gives up (the checkpoint stays).
     pub max_attempts: u32,
+    /// Activity-log requests in flight at once (windows and pages of a window fetched in
+    /// parallel; stored in time order whatever order they arrive in).
+    pub max_concurrent_requests: u32,
+    /// Activity-log requests started per second at most; `None` when "off" (0).
+    pub max_requests_per_second: Option<u32>,
 }
 
 /// Where a secret is read from.
@@ -471,6 +476,8 @@ fn parse_tenant(
     let retry_max = f.duration("retry_max", Duration::from_secs(300));
     let page_size = f.integer("page_size", i64::from(MAX_PAGE_SIZE));
     let max_attempts = f.integer("max_attempts", 8);
+    let max_concurrent_requests = f.integer("max_concurrent_requests", 3);
+    let max_requests_per_second = f.integer("max_requests_per_second", 10);
     f.finish();
 
     let mut ok = true;
@@ -498,6 +505,29 @@ fn parse_tenant(
             1
         }
         None => 1,
+    };
+    let max_concurrent_requests = match max_concurrent_requests {
+        Some(n) if (1..=64).contains(&n) => n as u32,
+        Some(n) => {
+            bad(
+                "max_concurrent_requests",
+                &format!("{n} is out of range (1 to 64)"),
+            );
+            1
+        }
+        None => 1,
+    };
+    let max_requests_per_second = match max_requests_per_second {
+        Some(0) => None,
+        Some(n) if (1..=10_000).contains(&n) => Some(n as u32),
+        Some(n) => {
+            bad(
+                "max_requests_per_second",
+                &format!("{n} is out of range (1 to 10000, or 0 for no limit)"),
+            );
+            None
+        }
+        None => None,
     };
     if let (Some(b), Some(l)) = (backfill, lag) {
         if l >= b {
@@ -557,6 +587,8 @@ fn parse_tenant(
         retry_initial: retry_initial?,
         retry_max: retry_max?,
         max_attempts,
+        max_concurrent_requests,
+        max_requests_per_second,
     })
 }
 

@@ -612,7 +612,7 @@ async fn forward_loop(
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(retry_max) => {}
-                    _ = done.changed(), if !finishing => {}
+                    Ok(()) = done.changed(), if !finishing => {}
                 }
                 continue;
             }
@@ -637,7 +637,7 @@ async fn forward_loop(
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = done.changed(), if !finishing => {}
+                    Ok(()) = done.changed(), if !finishing => {}
                 }
                 continue;
             }
@@ -646,16 +646,16 @@ async fn forward_loop(
             return Ok((f.cfg.name.clone(), f.delivered));
         }
         tokio::select! {
-            _ = stored.changed() => {}
-            _ = done.changed() => {}
-            _ = reopen.changed() => {}
+            Ok(()) = stored.changed() => {}
+            Ok(()) = done.changed() => {}
+            Ok(()) = reopen.changed() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         // Let a batch fill before sending a partial one.
         if !f.cfg.linger.is_zero() && !*done.borrow() {
             tokio::select! {
                 _ = tokio::time::sleep(f.cfg.linger) => {}
-                _ = done.changed() => {}
+                Ok(()) = done.changed() => {}
             }
         }
     }

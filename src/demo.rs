@@ -63,6 +63,9 @@ poll_interval = "{poll_interval}"
 lag = "{lag}"
 overlap = "15m"
 page_size = 1000
+# The simulator is on loopback; against a real tenant keep the defaults (3 and 10 requests/s).
+max_concurrent_requests = 4
+max_requests_per_second = 0
 
 [[sink]]
 name = "siem-file"

@@ -65,11 +65,26 @@ const STEPS: &[&str] = &[
         created_at_ms INTEGER NOT NULL
     );
     CREATE INDEX dead_letters_sink ON dead_letters (sink, replay);",
+    // 4: the dedup index leads with the entry's requestTime, so a window's inserts touch a few
+    // neighbouring index pages instead of one random page per event (the random 32-byte id
+    // alone made every commit rewrite most of the index as it grew). The key must be the same
+    // on every read of an entry: its requestTime, or 0 when it has none. Rows stored before
+    // kept the collection time in time_ms when they had no requestTime, which is exactly when
+    // time_ms equals collected_at_ms (a requestTime is always older than the read that found it).
+    "ALTER TABLE events ADD COLUMN dedup_ms INTEGER NOT NULL DEFAULT 0;
+    UPDATE events SET dedup_ms = CASE WHEN time_ms = collected_at_ms THEN 0 ELSE time_ms END;
+    DROP INDEX events_id;
+    CREATE UNIQUE INDEX events_dedup ON events (dedup_ms, id);",
 ];
 
 pub const LATEST: i64 = STEPS.len() as i64;
 
 pub fn migrate(conn: &mut Connection, application_id: i64) -> Result<()> {
+    migrate_to(conn, application_id, LATEST)
+}
+
+/// Runs the steps up to `target` (tests build older databases with it).
+pub(crate) fn migrate_to(conn: &mut Connection, application_id: i64, target: i64) -> Result<()> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > LATEST {
         bail!(
@@ -77,7 +92,12 @@ pub fn migrate(conn: &mut Connection, application_id: i64) -> Result<()> {
              run the newer workday-collector or restore a backup"
         );
     }
-    for (i, step) in STEPS.iter().enumerate().skip(current as usize) {
+    for (i, step) in STEPS
+        .iter()
+        .enumerate()
+        .take(target as usize)
+        .skip(current as usize)
+    {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(step)?;
         tx.execute_batch(&format!(

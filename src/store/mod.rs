@@ -39,8 +39,10 @@ pub struct Store {
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub id: [u8; 32],
-    /// Workday's `requestTime`, or the collection time when the entry has none.
-    pub time_ms: i64,
+    /// Workday's `requestTime`, when the entry has one that parses. The stored `time_ms` falls
+    /// back to the collection time; the dedup key falls back to 0 (it must be the same on every
+    /// read of the entry).
+    pub request_time_ms: Option<i64>,
     /// The entry exactly as Workday sent it.
     pub raw: String,
 }
@@ -139,6 +141,17 @@ impl Store {
         if app_id != APPLICATION_ID && (app_id != 0 || objects != 0) {
             bail!("not a workday-collector database (application_id {app_id:#x})");
         }
+        // A damaged file is refused here, whole, rather than failing some later write halfway.
+        // It reads every page once (about a second per GB from the page cache).
+        if objects != 0 {
+            let verdict: String = self
+                .conn
+                .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+                .context("the integrity check could not run")?;
+            if verdict != "ok" {
+                bail!("the database is damaged (SQLite's integrity check: {verdict})");
+            }
+        }
         // WAL lets `status` read while the daemon writes; FULL makes each commit durable, which
         // matters for rotated refresh tokens (Workday may have invalidated the old one).
         self.conn
@@ -179,21 +192,23 @@ impl Store {
             .flatten();
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO events (id, tenant, time_ms, collected_at_ms, raw)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR IGNORE INTO events (id, tenant, time_ms, collected_at_ms, raw, dedup_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for e in events {
+                let time_ms = e.request_time_ms.unwrap_or(collected_at_ms);
                 let n = stmt.execute(params![
                     &e.id[..],
                     tenant,
-                    e.time_ms,
+                    time_ms,
                     collected_at_ms,
-                    e.raw
+                    e.raw,
+                    e.request_time_ms.unwrap_or(0),
                 ])?;
                 if n == 1 {
                     outcome.inserted += 1;
-                    if covered.is_some_and(|c| e.time_ms < c) {
-                        outcome.late_delays_ms.push(collected_at_ms - e.time_ms);
+                    if covered.is_some_and(|c| time_ms < c) {
+                        outcome.late_delays_ms.push(collected_at_ms - time_ms);
                     }
                 } else {
                     outcome.duplicates += 1;
@@ -765,7 +780,7 @@ mod tests {
     fn ev(n: u8, time_ms: i64) -> NewEvent {
         NewEvent {
             id: [n; 32],
-            time_ms,
+            request_time_ms: Some(time_ms),
             raw: format!("{{\"n\":{n}}}"),
         }
     }
@@ -902,6 +917,87 @@ mod tests {
         std::fs::write(&junk, b"this is not sqlite at all, not even close.......").expect("write");
         let msg = format!("{:#}", Store::open(&junk).err().expect("must refuse"));
         assert!(msg.contains("junk.db"), "{msg}");
+    }
+
+    #[test]
+    fn a_damaged_database_is_refused_by_name_and_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        {
+            let mut s = Store::open(&path).expect("open");
+            s.init_checkpoint("acme", 0, 1).expect("init");
+            let events: Vec<NewEvent> = (0..2000u32)
+                .map(|i| NewEvent {
+                    id: *blake(i),
+                    request_time_ms: Some(i64::from(i)),
+                    raw: format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(300)),
+                })
+                .collect();
+            s.insert_window("acme", &events, 10_000, Some(5000))
+                .expect("insert");
+            s.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .expect("checkpoint");
+        }
+        // Scribble over the middle of the file, as a failing disk or a stray `dd` would.
+        let mut bytes = std::fs::read(&path).expect("read");
+        let mid = bytes.len() / 2;
+        for b in &mut bytes[mid - 8192..mid + 8192] {
+            *b = 0xA5;
+        }
+        std::fs::write(&path, &bytes).expect("write");
+        let msg = format!("{:#}", Store::open(&path).err().expect("must refuse"));
+        assert!(msg.contains("state.db"), "{msg}");
+        assert!(msg.contains("left untouched"), "{msg}");
+        assert_eq!(std::fs::read(&path).expect("read"), bytes);
+    }
+
+    fn blake(i: u32) -> Box<[u8; 32]> {
+        use sha2::Digest;
+        Box::new(sha2::Sha256::digest(i.to_be_bytes()).into())
+    }
+
+    #[test]
+    fn migrating_an_older_database_keeps_deduplicating_what_it_holds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        {
+            let mut c = Connection::open(&path).expect("open");
+            migrations::migrate_to(&mut c, APPLICATION_ID, 3).expect("v3");
+            // As version 3 stored them: time_ms is the requestTime, or the collection time.
+            let id = |n: u8| {
+                let mut a = vec![0u8; 32];
+                a[0] = n;
+                a
+            };
+            c.execute(
+                "INSERT INTO events (id, tenant, time_ms, collected_at_ms, raw)
+                   VALUES (?1, 'acme', 500, 9000, '{}'), (?2, 'acme', 9000, 9000, '{}');",
+                params![id(1), id(2)],
+            )
+            .expect("rows");
+        }
+        let mut s = Store::open(&path).expect("migrate");
+        assert_eq!(s.schema_version().expect("version"), migrations::LATEST);
+        s.init_checkpoint("acme", 0, 1).expect("init");
+        let again = |id: u8, request_time_ms| NewEvent {
+            id: {
+                let mut a = [0u8; 32];
+                a[0] = id;
+                a
+            },
+            request_time_ms,
+            raw: "{}".into(),
+        };
+        let out = s
+            .insert_window(
+                "acme",
+                &[again(1, Some(500)), again(2, None), again(3, None)],
+                20_000,
+                None,
+            )
+            .expect("insert");
+        assert_eq!((out.inserted, out.duplicates), (1, 2));
     }
 
     #[cfg(unix)]
