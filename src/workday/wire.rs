@@ -47,10 +47,18 @@ pub fn parse_page(body: &[u8]) -> Result<Page, String> {
             as_count(v).ok_or_else(|| format!("activity log page has a non-numeric total: {v}"))?,
         ),
     };
-    Ok(Page {
-        total,
-        entries: wire.data.unwrap_or_default(),
-    })
+    let entries = wire.data.unwrap_or_default();
+    if let Some((i, e)) = entries
+        .iter()
+        .enumerate()
+        .find(|(_, e)| !e.get().starts_with('{'))
+    {
+        return Err(format!(
+            "activity log entry {i} of this page is not a JSON object (starts {})",
+            preview(e.get().as_bytes())
+        ));
+    }
+    Ok(Page { total, entries })
 }
 
 /// `returnUserActivityEntryCount=true` answers `{"data":[{"userActivityEntryCount": N}]}`.
@@ -208,38 +216,193 @@ pub struct Identified {
 /// response that holds one of them holds all that were visible: a re-read gives the same ids,
 /// and a second identical event gets occurrence 1.
 pub fn identify(tenant: &str, entries: &[Box<RawValue>]) -> Vec<Identified> {
-    let mut seen: HashMap<String, u32> = HashMap::with_capacity(entries.len());
-    entries
+    let canon: Vec<(String, Option<i64>)> =
+        entries.iter().map(|raw| canonical(raw.get())).collect();
+    let mut seen: HashMap<&str, u32> = HashMap::with_capacity(entries.len());
+    canon
         .iter()
-        .map(|raw| {
-            let value: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
-            let canonical = canonical_json(&value, raw.get());
-            let request_time_ms = value
-                .get("requestTime")
-                .and_then(Value::as_str)
-                .and_then(crate::clock::parse_rfc3339_ms);
-            let occurrence = match seen.get_mut(&canonical) {
-                Some(n) => {
-                    *n += 1;
-                    *n - 1
-                }
-                None => {
-                    seen.insert(canonical.clone(), 1);
-                    0
-                }
-            };
-            let id = event_id(tenant, &canonical, occurrence);
+        .map(|(canonical, request_time_ms)| {
+            let n = seen.entry(canonical.as_str()).or_insert(0);
+            let occurrence = *n;
+            *n += 1;
             Identified {
-                id,
-                request_time_ms,
+                id: event_id(tenant, canonical, occurrence),
+                request_time_ms: *request_time_ms,
             }
         })
         .collect()
 }
 
-fn canonical_json(value: &Value, raw: &str) -> String {
-    // serde_json's map is a BTreeMap (no preserve_order), so this sorts keys at every depth.
-    serde_json::to_string(value).unwrap_or_else(|_| raw.to_string())
+/// An entry's canonical JSON and its parsed `requestTime`.
+///
+/// The canonical form is, byte for byte, `serde_json::to_string` of the entry parsed into a
+/// `serde_json::Value` (keys sorted at every depth, the last of duplicate keys kept, no
+/// whitespace, serde_json's string escaping and number formatting), which is what the id
+/// formula was defined over. Text that does not parse into a `Value` is its own canonical form. It is written directly, without
+/// building the `Value` tree: this is on the hot path of every window.
+pub fn canonical(raw: &str) -> (String, Option<i64>) {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let mut request_time = None;
+    let ok = serde::de::DeserializeSeed::deserialize(
+        Canon {
+            out: &mut out,
+            request_time: Some(&mut request_time),
+        },
+        &mut de,
+    )
+    .and_then(|()| de.end())
+    .is_ok();
+    if !ok {
+        // Valid JSON to the page parser but not to a `Value` (a number beyond f64, say): the
+        // exact text stands in, so two such entries can never collapse into one id.
+        return (raw.to_string(), None);
+    }
+    let request_time_ms = request_time.and_then(|t: String| crate::clock::parse_rfc3339_ms(&t));
+    // Only serde_json's output went in, which is UTF-8.
+    (String::from_utf8(out).unwrap_or_default(), request_time_ms)
+}
+
+/// Writes the canonical form of one JSON value; at the top level also picks out `requestTime`
+/// (when, after duplicates, it is a string).
+struct Canon<'a> {
+    out: &'a mut Vec<u8>,
+    request_time: Option<&'a mut Option<String>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Canon<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Canon<'_> {
+    fn put<T: serde::Serialize + ?Sized>(self, v: &T) {
+        // Writing into a Vec cannot fail, and these types always serialize.
+        let _ = serde_json::to_writer(&mut *self.out, v);
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Canon<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.put(&v);
+        Ok(())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.put(&v);
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.put(&v);
+        Ok(())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        // As `Value` holds it: a non-finite number becomes null.
+        self.put(&Value::from(v));
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.put(v);
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.out.push(b'[');
+        let mut first = true;
+        loop {
+            let mark = self.out.len();
+            if !first {
+                self.out.push(b',');
+            }
+            let seed = Canon {
+                out: &mut *self.out,
+                request_time: None,
+            };
+            if seq.next_element_seed(seed)?.is_none() {
+                self.out.truncate(mark);
+                break;
+            }
+            first = false;
+        }
+        self.out.push(b']');
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // (key, where its canonical value sits in `values`)
+        let mut fields: Vec<(std::borrow::Cow<'de, str>, usize, usize)> = Vec::new();
+        let mut values = Vec::new();
+        while let Some(key) = map.next_key::<CowStr<'de>>()? {
+            let start = values.len();
+            map.next_value_seed(Canon {
+                out: &mut values,
+                request_time: None,
+            })?;
+            fields.push((key.0, start, values.len()));
+        }
+        // Stable sort, then keep the last of equal keys (as a map insert would).
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut kept: Vec<&(std::borrow::Cow<'de, str>, usize, usize)> =
+            Vec::with_capacity(fields.len());
+        for f in &fields {
+            match kept.last_mut() {
+                Some(last) if last.0 == f.0 => *last = f,
+                _ => kept.push(f),
+            }
+        }
+        self.out.push(b'{');
+        for (i, (key, start, end)) in kept.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut *self.out, key.as_ref());
+            self.out.push(b':');
+            self.out.extend_from_slice(&values[*start..*end]);
+        }
+        self.out.push(b'}');
+        if let Some(slot) = self.request_time {
+            if let Some((_, start, end)) = kept.iter().find(|f| f.0 == "requestTime") {
+                *slot = serde_json::from_slice::<String>(&values[*start..*end]).ok();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A map key, borrowed from the input when it has no escapes.
+struct CowStr<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(std::borrow::Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(CowStr(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 /// The id formula; documented in docs/ARCHITECTURE.md. Changing it re-delivers everything.

@@ -11,6 +11,7 @@ mod doctor;
 mod elastic;
 mod faults;
 mod formats;
+mod fuzz;
 mod signin;
 mod sinks;
 mod splunk;
