@@ -112,5 +112,43 @@ pub enum Command {
         /// `expires_in` in token responses; -1 as some Workday clients send, 0 to omit it.
         #[arg(long, default_value_t = 3600, allow_hyphen_values = true)]
         expires_in: i64,
+        /// Also write a collector config for this simulator (and its secrets) into this folder.
+        #[arg(long, value_name = "DIR")]
+        write_config: Option<PathBuf>,
+        /// Delay every activity-log answer by this much, as a distant tenant would.
+        #[arg(long, default_value_t = 0)]
+        page_latency_ms: u64,
+    },
+    /// End-to-end benchmark: backfill a simulated tenant through SQLite into a file sink and
+    /// report events/s, peak RSS, database size, CPU per event and idle CPU.
+    Bench {
+        /// Events in the simulated tenant's last seven days (a busy hour of 26,000 on top).
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Output format of the file sink: raw, ocsf or ecs.
+        #[arg(long, default_value = "ocsf")]
+        format: String,
+        /// Latency-bound mode: every page answer is delayed (see --page-latency-ms) and the
+        /// backfill is set against the ideal for the request concurrency and rate.
+        #[arg(long)]
+        latency: bool,
+        /// The delay per page in latency-bound mode.
+        #[arg(long, default_value_t = 300)]
+        page_latency_ms: u64,
+        /// Requests in flight (default: 4 for throughput, the config default 3 with --latency).
+        #[arg(long)]
+        max_concurrent_requests: Option<u32>,
+        /// Requests started per second, 0 for no limit (default: none for throughput, the config
+        /// default 10 with --latency).
+        #[arg(long)]
+        max_requests_per_second: Option<u32>,
+        /// How long to watch the daemon idle between polls after the backfill.
+        #[arg(long, default_value_t = 10)]
+        idle_seconds: u64,
+        /// Working folder (cleared first; removed afterwards unless --keep).
+        #[arg(long, default_value = "bench-output")]
+        dir: PathBuf,
+        #[arg(long)]
+        keep: bool,
     },
 }

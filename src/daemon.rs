@@ -16,7 +16,7 @@ use crate::collect::{backoff, CollectError, Collector};
 use crate::config::Config;
 use crate::forward::{ForwardError, Forwarder};
 use crate::sink::SinkError;
-use crate::store::StoreHandle;
+use crate::store::{Store, StoreHandle};
 use crate::telemetry::Stats;
 use crate::workday::client::http_client;
 use crate::workday::WorkdayClient;
@@ -82,6 +82,11 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
 /// sinks start from the oldest retained event); an invalid one is refused with a log line and
 /// the running configuration stays.
 pub async fn run(config: Config, opts: RunOptions) -> Result<RunSummary> {
+    // Once per start (not per reload): a damaged database is refused before anything runs.
+    let db = config.database_path();
+    tokio::task::spawn_blocking(move || Store::open_verified(&db).map(drop))
+        .await
+        .context("database check")??;
     let Some(path) = opts.config_path.clone().filter(|_| !opts.once) else {
         return run_generation(config, opts).await;
     };

@@ -137,27 +137,37 @@ pub fn print_summary(s: &RunSummary) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub async fn simulate(
-    listen: SocketAddr,
-    seed: u64,
-    events: u64,
-    busy_hour_events: u64,
-    rotate: bool,
-    expires_in: i64,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<()> {
+pub struct SimulateOptions {
+    pub listen: SocketAddr,
+    pub seed: u64,
+    pub events: u64,
+    pub busy_hour_events: u64,
+    pub rotate: bool,
+    pub expires_in: i64,
+    /// Write a collector config for this simulator into this folder.
+    pub write_config: Option<std::path::PathBuf>,
+    pub page_latency_ms: u64,
+}
+
+pub async fn simulate(o: SimulateOptions, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    let listen = o.listen;
     let clock = Clock::system();
-    let mut cfg = demo_tenant(clock.now_ms(), seed, events, busy_hour_events);
-    cfg.rotate_refresh_tokens = rotate;
-    cfg.expires_in = if expires_in == 0 {
+    let mut cfg = demo_tenant(clock.now_ms(), o.seed, o.events, o.busy_hour_events);
+    cfg.rotate_refresh_tokens = o.rotate;
+    cfg.expires_in = if o.expires_in == 0 {
         ExpiresIn::Missing
     } else {
-        ExpiresIn::Seconds(expires_in)
+        ExpiresIn::Seconds(o.expires_in)
     };
     let sim = SimHandle::start(cfg, clock, listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    sim.faults()
+        .delay_ms
+        .store(o.page_latency_ms, std::sync::atomic::Ordering::Relaxed);
+    if let Some(dir) = &o.write_config {
+        write_config(dir, &sim, "30s", "1m")?;
+    }
     println!(
         "Workday simulator for tenant \"{}\" listening on {}",
         sim.tenant(),

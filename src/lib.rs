@@ -5,6 +5,7 @@
 //! See docs/ARCHITECTURE.md for the invariants.
 
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod collect;

@@ -2,9 +2,10 @@
 
 use clap::Parser;
 use std::process::ExitCode;
+use std::time::Duration;
 use workday_collector::cli::{Cli, Command};
-use workday_collector::config::Config;
-use workday_collector::{daemon, demo, telemetry};
+use workday_collector::config::{Config, Format};
+use workday_collector::{bench, daemon, demo, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -139,17 +140,58 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             busy_hour_events,
             rotate_refresh_tokens,
             expires_in,
+            write_config,
+            page_latency_ms,
         } => {
             let shutdown = daemon::signals()?.shutdown;
             runtime()?.block_on(demo::simulate(
-                listen,
-                seed,
-                events,
-                busy_hour_events,
-                rotate_refresh_tokens,
-                expires_in,
+                demo::SimulateOptions {
+                    listen,
+                    seed,
+                    events,
+                    busy_hour_events,
+                    rotate: rotate_refresh_tokens,
+                    expires_in,
+                    write_config,
+                    page_latency_ms,
+                },
                 shutdown,
             ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            events,
+            format,
+            latency,
+            page_latency_ms,
+            max_concurrent_requests,
+            max_requests_per_second,
+            idle_seconds,
+            dir,
+            keep,
+        } => {
+            let format = match format.as_str() {
+                "raw" => Format::Raw,
+                "ocsf" => Format::Ocsf,
+                "ecs" => Format::Ecs,
+                other => anyhow::bail!("--format {other}: expected raw, ocsf or ecs"),
+            };
+            let (default_c, default_r) = if latency { (3, Some(10)) } else { (4, None) };
+            let opts = bench::BenchOptions {
+                events,
+                format,
+                page_latency: latency.then(|| Duration::from_millis(page_latency_ms)),
+                max_concurrent_requests: max_concurrent_requests.unwrap_or(default_c).max(1),
+                max_requests_per_second: match max_requests_per_second {
+                    Some(0) => None,
+                    Some(r) => Some(r),
+                    None => default_r,
+                },
+                idle: Duration::from_secs(idle_seconds),
+                dir,
+                keep,
+            };
+            runtime()?.block_on(bench::bench(opts))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -42,7 +42,7 @@ pub fn render(format: Format, ev: &StoredEvent, out: &mut Vec<u8>) {
         Format::Raw => render_raw(ev, out),
         Format::Ocsf => {
             // Writing a Value into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *out, &ocsf::render(&Rendering::new(ev)));
+            let _ = serde_json::to_writer(&mut *out, &ocsf::event(&Rendering::new(ev)));
         }
         Format::Ecs => {
             let _ = serde_json::to_writer(&mut *out, &ecs::render(&Rendering::new(ev)));

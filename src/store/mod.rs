@@ -84,6 +84,15 @@ impl Store {
     /// Opens (creating with mode 0600 if needed) and migrates the database at `path`.
     /// Refuses a file that is not a workday-collector database, without changing it.
     pub fn open(path: &Path) -> Result<Store> {
+        Self::open_with(path, false)
+    }
+
+    /// `open`, and an integrity check of every page first.
+    pub fn open_verified(path: &Path) -> Result<Store> {
+        Self::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, verify: bool) -> Result<Store> {
         if let Some(dir) = path.parent() {
             create_private_dir(dir)
                 .with_context(|| format!("cannot create state directory {}", dir.display()))?;
@@ -102,7 +111,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
         };
-        store.prepare().with_context(|| {
+        store.prepare(verify).with_context(|| {
             format!(
                 "database {} is unusable; it was left untouched (move it aside to start afresh, \
                  or restore it from a backup)",
@@ -119,7 +128,7 @@ impl Store {
             conn,
             path: PathBuf::from(":memory:"),
         };
-        store.prepare()?;
+        store.prepare(false)?;
         Ok(store)
     }
 
@@ -127,7 +136,7 @@ impl Store {
         &self.path
     }
 
-    fn prepare(&mut self) -> Result<()> {
+    fn prepare(&mut self, verify: bool) -> Result<()> {
         self.conn.busy_timeout(std::time::Duration::from_secs(30))?;
         // A header check before anything writes: a foreign file must not be touched.
         let app_id: i64 = self
@@ -142,8 +151,9 @@ impl Store {
             bail!("not a workday-collector database (application_id {app_id:#x})");
         }
         // A damaged file is refused here, whole, rather than failing some later write halfway.
-        // It reads every page once (about a second per GB from the page cache).
-        if objects != 0 {
+        // It reads every page once (about a second per GB from the page cache), so only the
+        // daemon's start and `doctor` ask for it.
+        if verify && objects != 0 {
             let verdict: String = self
                 .conn
                 .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
@@ -946,7 +956,10 @@ mod tests {
             *b = 0xA5;
         }
         std::fs::write(&path, &bytes).expect("write");
-        let msg = format!("{:#}", Store::open(&path).err().expect("must refuse"));
+        let msg = format!(
+            "{:#}",
+            Store::open_verified(&path).err().expect("must refuse")
+        );
         assert!(msg.contains("state.db"), "{msg}");
         assert!(msg.contains("left untouched"), "{msg}");
         assert_eq!(std::fs::read(&path).expect("read"), bytes);
