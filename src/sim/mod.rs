@@ -110,6 +110,79 @@ pub struct Faults {
     pub logging_disabled: AtomicBool,
     /// The `Date` header runs this far from the simulator's clock.
     pub date_skew_secs: AtomicI64,
+    /// Hostile answers given (in order) to the next activity-log requests, before anything else.
+    pub hostile_next: Mutex<std::collections::VecDeque<Hostile>>,
+}
+
+/// A hostile activity-log answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hostile {
+    /// 200 with a JSON page whose `total` is a word and whose `data` is an object.
+    WrongTypes,
+    /// 200 with a page whose entries are a number and a string.
+    NonObjectEntries,
+    /// 200 with an HTML page (a proxy's or a maintenance page).
+    HtmlPage,
+    /// 200 with a well-formed page of this many bytes (one entry padded out).
+    Gigantic(usize),
+    /// 200, then the body one byte per second, never finishing in time.
+    Trickle,
+    /// 302 to this URL (another host, which must never be asked with our token).
+    RedirectTo(String),
+}
+
+impl Faults {
+    pub fn push_hostile(&self, h: Hostile, times: usize) {
+        if let Ok(mut q) = self.hostile_next.lock() {
+            q.extend(std::iter::repeat_n(h, times));
+        }
+    }
+
+    fn next_hostile(&self) -> Option<Hostile> {
+        self.hostile_next.lock().ok()?.pop_front()
+    }
+}
+
+fn hostile_answer(h: Hostile) -> Response {
+    use axum::body::Body;
+    use futures_util::stream::{self, StreamExt};
+    let json = [("content-type", "application/json")];
+    match h {
+        Hostile::WrongTypes => (
+            json,
+            r#"{"total":"lots","data":{"requestTime":"2026-11-30T10:00:00Z"}}"#,
+        )
+            .into_response(),
+        Hostile::NonObjectEntries => (json, r#"{"total":2,"data":[42,"entry"]}"#).into_response(),
+        Hostile::HtmlPage => (
+            [("content-type", "text/html")],
+            "<!DOCTYPE html><html><body><h1>Service Temporarily Unavailable</h1></body></html>",
+        )
+            .into_response(),
+        Hostile::Gigantic(bytes) => {
+            let head = r#"{"total":1,"data":[{"requestTime":"2026-11-30T10:00:00Z","pad":""#;
+            let tail = r#""}]}"#;
+            let chunk = vec![b'a'; 1 << 20];
+            let pad = bytes.saturating_sub(head.len() + tail.len());
+            let (full, rest) = (pad / chunk.len(), pad % chunk.len());
+            let parts = std::iter::once(head.as_bytes().to_vec())
+                .chain(std::iter::repeat_n(chunk.clone(), full))
+                .chain(std::iter::once(chunk[..rest].to_vec()))
+                .chain(std::iter::once(tail.as_bytes().to_vec()))
+                .map(Ok::<_, std::io::Error>);
+            (json, Body::from_stream(stream::iter(parts))).into_response()
+        }
+        Hostile::Trickle => {
+            let bytes = stream::iter(br#"{"total":0,"data":[]}"#.to_vec()).then(|b| async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok::<_, std::io::Error>(vec![b])
+            });
+            (json, Body::from_stream(bytes)).into_response()
+        }
+        Hostile::RedirectTo(url) => {
+            (StatusCode::FOUND, [("location", url)], "moved").into_response()
+        }
+    }
 }
 
 struct AccessGrant {
@@ -588,7 +661,10 @@ async fn activity(
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let resp = answer_activity(&s, &tenant, &headers, &q);
+    let resp = match s.faults.next_hostile() {
+        Some(h) => hostile_answer(h),
+        None => answer_activity(&s, &tenant, &headers, &q),
+    };
     let status = resp.status().as_u16();
     count(&s, |_| {}, status);
     with_date(&s, resp)

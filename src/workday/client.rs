@@ -146,14 +146,22 @@ impl WorkdayClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
             .map(|d| d.timestamp_millis());
+        // Only where a redirect points (scheme, host, port), never its path or query.
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| url::Url::parse(v).ok())
+            .map(|u| u.origin().ascii_serialization());
         let body = read_limited(resp).await?;
-        classify(status, retry_after, body)
+        classify(status, retry_after, location, body)
     }
 }
 
 fn classify(
     status: StatusCode,
     retry_after: Option<Duration>,
+    location: Option<String>,
     body: Vec<u8>,
 ) -> Result<Vec<u8>, ApiError> {
     if status.is_success() {
@@ -176,9 +184,13 @@ fn classify(
             "workday does not know this tenant (503: {msg}): check the tenant name in rest_api_endpoint"
         )),
         408 | 500..=599 => ApiError::Transient(format!("workday answered {status}: {msg}")),
-        300..=399 => ApiError::NeedsPerson(format!(
-            "workday redirected the request ({status}); redirects are not followed with credentials: \
-             check rest_api_endpoint"
+        // Not followed (the token would go wherever Location says). A proxy or maintenance
+        // page can redirect for a while, so it is retried; one that persists ends the poll with
+        // this message, and `doctor` shows it.
+        300..=399 => ApiError::Transient(format!(
+            "workday redirected the request ({status}{}); redirects are not followed with \
+             credentials: if it persists, check rest_api_endpoint",
+            location.map(|l| format!(" to {l}")).unwrap_or_default()
         )),
         _ => ApiError::NeedsPerson(format!("workday refused the request ({status}): {msg}")),
     })

@@ -83,3 +83,97 @@ async fn a_slow_api_times_out_and_is_retried_not_waited_on_forever() {
     env.run_once().await.expect("recovers");
     assert_same_multiset(&env.delivered(), &env.truth(2 * MIN_MS));
 }
+
+// ---- hostile answers: each an error for its window, retried, never a panic or a hang -------
+
+use workday_collector::sim::Hostile;
+
+/// Runs a cycle with `hostile` answers queued and checks the result is still the ground truth.
+async fn survives(seed: u64, hostile: &[(Hostile, usize)], knobs: Knobs) -> Env {
+    let env = Env::frozen(seed, 4_000, 0, |_| {}).await;
+    env.write_config(&knobs);
+    for (h, n) in hostile {
+        env.sim.faults().push_hostile(h.clone(), *n);
+    }
+    let started = std::time::Instant::now();
+    env.run_once().await.expect("the cycle recovers");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_same_multiset(&env.delivered(), &env.truth(2 * MIN_MS));
+    assert!(
+        env.sim
+            .faults()
+            .hostile_next
+            .lock()
+            .expect("lock")
+            .is_empty(),
+        "not every hostile answer was asked for"
+    );
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_types_non_object_entries_and_html_pages_are_refused_then_retried() {
+    survives(
+        35,
+        &[
+            (Hostile::WrongTypes, 2),
+            (Hostile::NonObjectEntries, 2),
+            (Hostile::HtmlPage, 2),
+        ],
+        Knobs::default(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gigantic_body_is_cut_off_at_the_cap_not_read_into_memory() {
+    // 80 MiB of a well-formed page: without the 64 MiB cap its padded entry would be delivered.
+    survives(36, &[(Hostile::Gigantic(80 << 20), 1)], Knobs::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickling_a_byte_per_second_times_out() {
+    // Without the request timeout the trickle ends, 21 s later, in an empty page that would
+    // close the window with its events unread.
+    let started = std::time::Instant::now();
+    survives(
+        37,
+        &[(Hostile::Trickle, 1)],
+        Knobs {
+            extra: "request_timeout = \"2s\"".into(),
+            ..Knobs::default()
+        },
+    )
+    .await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_to_another_host_are_not_followed() {
+    use std::sync::atomic::AtomicU32;
+    use std::sync::Arc;
+    // Another host that would happily take our token and answer with made-up events.
+    let asked = Arc::new(AtomicU32::new(0));
+    let counter = asked.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            axum::Json(serde_json::json!({
+                "total": 1,
+                "data": [{"requestTime": "2026-11-30T10:00:00Z", "taskDisplayName": "injected"}]
+            }))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let thief = format!("http://{}/steal", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    survives(38, &[(Hostile::RedirectTo(thief), 2)], Knobs::default()).await;
+    assert_eq!(asked.load(Ordering::SeqCst), 0, "the redirect was followed");
+}
