@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Default)]
-struct Receiver {
-    events: Mutex<Vec<Value>>,
+pub(crate) struct Receiver {
+    pub(crate) events: Mutex<Vec<Value>>,
     requests: AtomicU32,
     down: AtomicBool,
     reject_next: AtomicU32,
@@ -107,7 +107,7 @@ async fn intake(
     (StatusCode::OK, out, "{}".into())
 }
 
-async fn receiver() -> (Arc<Receiver>, String) {
+pub(crate) async fn receiver() -> (Arc<Receiver>, String) {
     let r = Arc::new(Receiver::default());
     let app = axum::Router::new()
         .route("/intake", axum::routing::post(intake))
@@ -122,12 +122,12 @@ async fn receiver() -> (Arc<Receiver>, String) {
     (r, url)
 }
 
-fn add_sink(env: &Env, toml: &str) {
+pub(crate) fn add_sink(env: &Env, toml: &str) {
     let cfg = std::fs::read_to_string(&env.config_path).expect("read");
     std::fs::write(&env.config_path, format!("{cfg}\n{toml}\n")).expect("write");
 }
 
-fn originals(events: &[Value]) -> Vec<String> {
+pub(crate) fn originals(events: &[Value]) -> Vec<String> {
     events
         .iter()
         .map(|v| v["raw_data"].as_str().expect("raw_data").to_string())
