@@ -7,6 +7,7 @@ mod backfill;
 mod cli;
 mod crash;
 mod daemon;
+mod diskfull;
 mod doctor;
 mod elastic;
 mod faults;
