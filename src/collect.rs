@@ -289,30 +289,48 @@ impl Collector {
         // Windows are read in parallel (bounded by the limiter and by holding at most
         // `max_concurrent_requests` windows), and stored strictly in time order, so the
         // checkpoint never passes a window that is not stored.
+        //
+        // A window that must be split is handled with the parallel reads stopped: reads that
+        // are not polled can hold request slots, and the split's own requests would wait for
+        // them forever. Reads ahead of it are dropped and asked again afterwards (splits are
+        // rare: only windows at Workday's 10,000-entry cap).
         let ahead = t.max_concurrent_requests.max(1) as usize;
-        let mut reads = stream::iter(plan_windows(from, end, t.max_window))
-            .map(|w| async move { (w, self.read_window(w).await) })
-            .buffered(ahead);
+        let windows = plan_windows(from, end, t.max_window);
+        let mut next = 0;
         let mut last_progress = tokio::time::Instant::now();
-        while let Some((w, read)) = reads.next().await {
-            match read? {
-                WindowRead::Split(parts) => self.collect_parts(w, parts, &mut report).await?,
-                WindowRead::Complete(entries, pages) => {
-                    report.pages += pages;
-                    report.windows += 1;
-                    self.store_window(w, entries, &mut report).await?;
+        while next < windows.len() {
+            let mut split = None;
+            let mut reads = stream::iter(windows[next..].iter().copied())
+                .map(|w| async move { (w, self.read_window(w).await) })
+                .buffered(ahead);
+            while let Some((w, read)) = reads.next().await {
+                next += 1;
+                match read? {
+                    WindowRead::Split(parts) => {
+                        split = Some((w, parts));
+                        break;
+                    }
+                    WindowRead::Complete(entries, pages) => {
+                        report.pages += pages;
+                        report.windows += 1;
+                        self.store_window(w, entries, &mut report).await?;
+                    }
+                }
+                if backfilling && last_progress.elapsed() >= Duration::from_secs(5) {
+                    last_progress = tokio::time::Instant::now();
+                    let done = (w.to_ms - from) as f64 / (end - from).max(1) as f64;
+                    tracing::info!(
+                        tenant = %t.name,
+                        covered_until = %rfc3339_s(w.to_ms),
+                        progress = %format!("{:.0}%", done * 100.0),
+                        events = report.inserted,
+                        "backfill progress"
+                    );
                 }
             }
-            if backfilling && last_progress.elapsed() >= Duration::from_secs(5) {
-                last_progress = tokio::time::Instant::now();
-                let done = (w.to_ms - from) as f64 / (end - from).max(1) as f64;
-                tracing::info!(
-                    tenant = %t.name,
-                    covered_until = %rfc3339_s(w.to_ms),
-                    progress = %format!("{:.0}%", done * 100.0),
-                    events = report.inserted,
-                    "backfill progress"
-                );
+            drop(reads);
+            if let Some((w, parts)) = split {
+                self.collect_parts(w, parts, &mut report).await?;
             }
         }
         Ok(report)
@@ -366,16 +384,16 @@ impl Collector {
         let tenant = self.tenant.name.clone();
         let collected_at = self.clock.now_ms();
         let ids = wire::identify(&tenant, &entries);
+        // The entries' text moves into the events (no copy): a window is in memory once.
         let events: Vec<NewEvent> = entries
-            .iter()
+            .into_iter()
             .zip(ids)
             .map(|(raw, ident)| NewEvent {
                 id: ident.id,
                 request_time_ms: ident.request_time_ms,
-                raw: raw.get().to_string(),
+                raw: Box::<str>::from(raw).into_string(),
             })
             .collect();
-        drop(entries);
         let out = self
             .store
             .call(move |s| s.insert_window(&tenant, &events, collected_at, Some(w.to_ms)))

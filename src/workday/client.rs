@@ -264,6 +264,7 @@ mod tests {
             classify(
                 StatusCode::from_u16(s).expect("status"),
                 None,
+                Some("https://elsewhere.example".to_string()),
                 body.as_bytes().to_vec(),
             )
         };
@@ -279,7 +280,11 @@ mod tests {
             c(503, r#"{"error":"Invalid Tenant Name"}"#),
             Err(ApiError::NeedsPerson(_))
         ));
-        assert!(matches!(c(302, ""), Err(ApiError::NeedsPerson(_))));
+        // Retried (a proxy can redirect for a while), never followed; says where it pointed.
+        match c(302, "") {
+            Err(ApiError::Transient(m)) => assert!(m.contains("https://elsewhere.example"), "{m}"),
+            other => panic!("{other:?}"),
+        }
         match c(403, r#"{"error":"The task submitted is not authorized."}"#) {
             Err(ApiError::NeedsPerson(m)) => {
                 assert!(m.contains("System Auditing") && m.contains("not authorized"))

@@ -158,3 +158,46 @@ async fn reopen_after_an_external_logrotate_loses_and_doubles_nothing() {
     assert!(complete_lines(&file) > 0);
     assert_same_multiset(&got, &want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_reads_around_a_split_window_neither_hang_nor_lose_anything() {
+    // Small pages: every window has several, read in parallel, so reads still in flight can
+    // hold every request slot at the moment the busy hour must be split.
+    let env = Env::frozen(13, 60_000, 26_000, |_| {}).await;
+    env.write_config(&Knobs {
+        max_concurrent_requests: 2,
+        extra: "page_size = 100".into(),
+        ..Knobs::default()
+    });
+    let cfg = std::fs::read_to_string(&env.config_path).expect("read");
+    std::fs::write(&env.config_path, cfg.replace("page_size = 1000\n", "")).expect("write");
+    let summary = tokio::time::timeout(std::time::Duration::from_secs(120), env.run_once())
+        .await
+        .expect("the backfill hung")
+        .expect("run --once");
+    assert!(summary.splits >= 1);
+    assert_same_multiset(&env.delivered(), &env.truth(2 * MIN_MS));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_keep_to_the_configured_rate() {
+    let env = Env::frozen(14, 3_000, 0, |_| {}).await;
+    env.write_config(&Knobs {
+        max_requests_per_second: 5,
+        extra: "max_window = \"12h\"".into(),
+        ..Knobs::default()
+    });
+    let started = std::time::Instant::now();
+    env.run_once().await.expect("run --once");
+    let requests = env.sim.counts().by_status.get(&200).copied().unwrap_or(0);
+    // 7 days in 12-hour windows: 14 page requests (plus the start-up probe, which is not
+    // limited) at most 5 a second take at least 2.6 s.
+    assert!(requests >= 15, "{requests} requests");
+    let floor = std::time::Duration::from_millis((requests as u64 - 2) * 200);
+    assert!(
+        started.elapsed() >= floor,
+        "{requests} requests in {:?}: faster than 5/s",
+        started.elapsed()
+    );
+    assert_same_multiset(&env.delivered(), &env.truth(2 * MIN_MS));
+}

@@ -33,6 +33,9 @@ pub struct Knobs {
     pub refresh_token_file: bool,
     /// `metrics_listen`: "off" unless a test serves metrics.
     pub metrics_listen: String,
+    pub max_concurrent_requests: u32,
+    /// 0: no limit (the simulator is local; tests that time the limiter set it).
+    pub max_requests_per_second: u32,
 }
 
 impl Default for Knobs {
@@ -44,6 +47,8 @@ impl Default for Knobs {
             extra: String::new(),
             refresh_token_file: true,
             metrics_listen: "off".into(),
+            max_concurrent_requests: 3,
+            max_requests_per_second: 0,
         }
     }
 }
@@ -148,6 +153,8 @@ page_size = 1000
 retry_initial = "20ms"
 retry_max = "200ms"
 max_attempts = {attempts}
+max_concurrent_requests = {concurrency}
+max_requests_per_second = {rate}
 {extra}
 
 [[sink]]
@@ -170,6 +177,8 @@ format = "raw"
             },
             authz = self.sim.authorization_endpoint(),
             metrics = k.metrics_listen,
+            concurrency = k.max_concurrent_requests,
+            rate = k.max_requests_per_second,
         );
         std::fs::write(&self.config_path, text).expect("write config");
     }
