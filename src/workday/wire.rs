@@ -162,42 +162,45 @@ const KNOWN: &[&str] = &[
 
 /// Reads an entry as stored (never fails: a non-object yields an empty entry).
 pub fn parse_entry(raw: &str) -> Entry {
-    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(raw) else {
+    let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(raw) else {
         return Entry::default();
     };
-    let s = |k: &str| map.get(k).and_then(Value::as_str).map(str::to_string);
-    let target = map
-        .get("target")
-        .and_then(Value::as_object)
-        .map(|t| Target {
-            descriptor: t
-                .get("descriptor")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            id: t.get("id").and_then(Value::as_str).map(str::to_string),
-            href: t.get("href").and_then(Value::as_str).map(str::to_string),
-        });
-    let request_time = s("requestTime");
-    Entry {
+    // Known fields are taken out of the map (no copies); what remains is `other`. A known
+    // field of the wrong type is dropped, as it always was.
+    fn take(map: &mut serde_json::Map<String, Value>, k: &str) -> Option<String> {
+        match map.remove(k) {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+    let target = match map.remove("target") {
+        Some(Value::Object(mut t)) => Some(Target {
+            descriptor: take(&mut t, "descriptor"),
+            id: take(&mut t, "id"),
+            href: take(&mut t, "href"),
+        }),
+        _ => None,
+    };
+    let request_time = take(&mut map, "requestTime");
+    let mut entry = Entry {
         request_time_ms: request_time
             .as_deref()
             .and_then(crate::clock::parse_rfc3339_ms),
         request_time,
-        system_account: s("systemAccount"),
-        session_id: s("sessionId"),
-        ip_address: s("ipAddress"),
-        user_agent: s("userAgent"),
-        device_type: s("deviceType"),
-        task_id: s("taskId"),
-        task_display_name: s("taskDisplayName"),
-        activity_action: s("activityAction"),
+        system_account: take(&mut map, "systemAccount"),
+        session_id: take(&mut map, "sessionId"),
+        ip_address: take(&mut map, "ipAddress"),
+        user_agent: take(&mut map, "userAgent"),
+        device_type: take(&mut map, "deviceType"),
+        task_id: take(&mut map, "taskId"),
+        task_display_name: take(&mut map, "taskDisplayName"),
+        activity_action: take(&mut map, "activityAction"),
         target,
-        other: map
-            .iter()
-            .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    }
+        other: serde_json::Map::new(),
+    };
+    debug_assert!(KNOWN.iter().all(|k| !map.contains_key(*k)));
+    entry.other = map;
+    entry
 }
 
 /// An entry's identity and time, computed over one complete query result.
