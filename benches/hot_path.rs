@@ -67,7 +67,8 @@ fn hot_path(c: &mut Criterion) {
     g.bench_function("store_window", |b| {
         b.iter_batched(
             || {
-                // New ids each round, so every insert is a real one (not a duplicate).
+                // New ids each round, so every insert is a real one (not a duplicate), an hour
+                // later each round, as windows of a backfill are.
                 round += 1;
                 raws.iter()
                     .zip(&ids)
@@ -76,7 +77,9 @@ fn hot_path(c: &mut Criterion) {
                         id[..8].copy_from_slice(&round.to_le_bytes());
                         NewEvent {
                             id,
-                            request_time_ms: ident.request_time_ms,
+                            request_time_ms: ident
+                                .request_time_ms
+                                .map(|t| t + round as i64 * 3_600_000),
                             raw: raw.get().to_string(),
                         }
                     })

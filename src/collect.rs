@@ -162,7 +162,7 @@ impl RequestLimiter {
         }
     }
 
-    /// Waits for a free slot, then for the request's turn under the rate.
+    /// Waits for a free slot, then for the request's turn under the rate (and after any hold-off).
     pub async fn acquire(&self) -> OwnedSemaphorePermit {
         #[allow(clippy::expect_used)]
         let permit = self
@@ -171,19 +171,28 @@ impl RequestLimiter {
             .acquire_owned()
             .await
             .expect("the limiter's semaphore is never closed");
-        if let Some(spacing) = self.spacing {
-            let start = {
-                let mut next = self
-                    .next_start
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let start = (*next).max(tokio::time::Instant::now());
+        let start = {
+            let mut next = self
+                .next_start
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let start = (*next).max(tokio::time::Instant::now());
+            if let Some(spacing) = self.spacing {
                 *next = start + spacing;
-                start
-            };
-            tokio::time::sleep_until(start).await;
-        }
+            }
+            start
+        };
+        tokio::time::sleep_until(start).await;
         permit
+    }
+
+    /// Workday said "too many requests": no request of this tenant starts before `wait` is over.
+    pub fn hold_off(&self, wait: Duration) {
+        let mut next = self
+            .next_start
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *next = (*next).max(tokio::time::Instant::now() + wait);
     }
 }
 
@@ -612,6 +621,10 @@ impl Collector {
             let wait = retry_after
                 .map(|d| d.min(MAX_RETRY_AFTER))
                 .unwrap_or_else(|| backoff(t.retry_initial, t.retry_max, attempt));
+            if retry_after.is_some() {
+                // A 429 is about the tenant, not this request: the parallel ones wait too.
+                self.limiter.hold_off(wait);
+            }
             if attempt == 1 {
                 tracing::warn!(tenant = %t.name, error = %message, retry_in = ?wait, "workday request failed; retrying");
             } else {

@@ -26,6 +26,7 @@ pub struct Forwarder {
     pub dead_lettered: u64,
     /// Shrinks after a 413 and grows back one batch at a time.
     batch_limit: usize,
+    prefetch: Option<Prefetch>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +94,69 @@ pub fn passes(filter: &Filter, raw: &str) -> bool {
     )
 }
 
+/// Renders events into a batch, stopping at `max_batch_bytes` (always at least one).
+fn render_batch(cfg: &SinkConfig, events: &[StoredEvent]) -> (Batch, usize) {
+    let mut lines = Vec::with_capacity(events.len());
+    let mut bytes = 0;
+    for ev in events {
+        let mut line = Vec::with_capacity(ev.raw.len() + 200);
+        normalize::render(cfg.format, ev, &mut line);
+        bytes += line.len() + 1;
+        if !lines.is_empty() && bytes > cfg.max_batch_bytes {
+            break;
+        }
+        lines.push(line);
+    }
+    let n = lines.len();
+    let events = events[..n].to_vec();
+    (Batch { lines, events }, n)
+}
+
+/// A batch read from the outbox, filtered and rendered, ready to send.
+struct Prepared {
+    /// Everything read (filtered events included).
+    events: Vec<StoredEvent>,
+    kept: Vec<StoredEvent>,
+    batch: Batch,
+    n: usize,
+}
+
+async fn prepare(
+    store: &StoreHandle,
+    cfg: &SinkConfig,
+    after: i64,
+    limit: usize,
+) -> Result<Prepared> {
+    let events = store.call(move |s| s.events_after(after, limit)).await?;
+    let kept: Vec<StoredEvent> = events
+        .iter()
+        .filter(|e| passes(&cfg.filter, &e.raw))
+        .cloned()
+        .collect();
+    let (batch, n) = render_batch(cfg, &kept);
+    Ok(Prepared {
+        events,
+        kept,
+        batch,
+        n,
+    })
+}
+
+/// The next batch, read and rendered while the previous one is written and committed.
+struct Prefetch {
+    after: i64,
+    limit: usize,
+    task: tokio::task::JoinHandle<Result<Prepared>>,
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        if let Some(p) = self.prefetch.take() {
+            p.task.abort();
+        }
+    }
+}
+
 impl Forwarder {
     /// Opens the sink and reconciles it with its recorded cursor (a file sink cuts off a torn
     /// batch here).
@@ -112,6 +176,7 @@ impl Forwarder {
             filtered: 0,
             dead_lettered: 0,
             batch_limit,
+            prefetch: None,
         })
     }
 
@@ -122,22 +187,8 @@ impl Forwarder {
         }
     }
 
-    /// Renders events into a batch, stopping at `max_batch_bytes` (always at least one).
     fn batch_of(&self, events: &[StoredEvent]) -> (Batch, usize) {
-        let mut lines = Vec::with_capacity(events.len());
-        let mut bytes = 0;
-        for ev in events {
-            let mut line = Vec::with_capacity(ev.raw.len() + 200);
-            normalize::render(self.cfg.format, ev, &mut line);
-            bytes += line.len() + 1;
-            if !lines.is_empty() && bytes > self.cfg.max_batch_bytes {
-                break;
-            }
-            lines.push(line);
-        }
-        let n = lines.len();
-        let events = events[..n].to_vec();
-        (Batch { lines, events }, n)
+        render_batch(&self.cfg, events)
     }
 
     /// Delivers one batch; returns how many events it consumed (0: nothing pending).
@@ -147,20 +198,35 @@ impl Forwarder {
         }
         let after = self.cursor.delivered_seq;
         let limit = self.batch_limit;
-        let events = self
-            .store
-            .call(move |s| s.events_after(after, limit))
-            .await
-            .map_err(|e| self.store_err(e))?;
+        // The batch prefetched while the last one was delivered, if it starts where the cursor
+        // is now (a failed delivery or a smaller limit leaves it stale) and found something.
+        let prefetched = match self.prefetch.take() {
+            Some(p) if p.after == after && p.limit == limit => match p.task.await {
+                Ok(Ok(prepared)) if !prepared.events.is_empty() => Some(prepared),
+                Ok(Err(e)) => return Err(self.store_err(e)),
+                _ => None,
+            },
+            Some(p) => {
+                p.task.abort();
+                None
+            }
+            None => None,
+        };
+        let prepared = match prefetched {
+            Some(p) => p,
+            None => prepare(&self.store, &self.cfg, after, limit)
+                .await
+                .map_err(|e| self.store_err(e))?,
+        };
+        let Prepared {
+            events,
+            kept,
+            batch,
+            n,
+        } = prepared;
         if events.is_empty() {
             return Ok(0);
         }
-        let kept: Vec<StoredEvent> = events
-            .iter()
-            .filter(|e| passes(&self.cfg.filter, &e.raw))
-            .cloned()
-            .collect();
-        let (batch, n) = self.batch_of(&kept);
         // The cursor may move past everything up to the last event sent (filtered ones
         // included), or past all fetched events when every one was filtered out.
         let last_seq = if n == 0 {
@@ -170,6 +236,15 @@ impl Forwarder {
         };
         let consumed = events.iter().filter(|e| e.seq <= last_seq).count();
         self.filtered += (consumed - n) as u64;
+        // A full batch: more is likely queued. Read and render it while this one is written.
+        if events.len() == limit {
+            let (store, cfg) = (self.store.clone(), self.cfg.clone());
+            self.prefetch = Some(Prefetch {
+                after: last_seq,
+                limit,
+                task: tokio::spawn(async move { prepare(&store, &cfg, last_seq, limit).await }),
+            });
+        }
         let ack = if n == 0 {
             Ack::default()
         } else {

@@ -17,8 +17,9 @@ async fn rate_limits_server_errors_and_broken_bodies_are_retried_without_loss() 
     let c = env.sim.counts();
     assert_eq!(c.by_status.get(&429), Some(&2));
     assert_eq!(c.by_status.get(&500), Some(&3));
-    // Retry-After: 1 was honoured for both 429s.
-    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    // Retry-After: 1 was honoured (requests run in parallel, so the two waits may overlap; the
+    // whole tenant holds off, not just the request that got the 429).
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
