@@ -4,7 +4,9 @@
 //! down holds back only its own queue. The cursor moves only after the sink acknowledged the
 //! batch; a file sink's committed length, and any events the sink refused for good (dead
 //! letters), move with it in the same transaction. Filtered events advance the cursor without
-//! being sent. Memory is one batch, whatever the backlog.
+//! being sent. While a full batch is written and committed, the next one is already read and
+//! rendered (a prefetch that is dropped if the cursor did not end where it starts). Memory is
+//! two batches, whatever the backlog.
 
 use crate::config::{Filter, SinkConfig};
 use crate::normalize;

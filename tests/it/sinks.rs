@@ -292,11 +292,11 @@ fn rss(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_sink_outage_keeps_memory_flat_and_the_backlog_drains_after() {
-    // The outage lasts OUTAGE_SECS (default 60; longer runs: OUTAGE_SECS=600).
+    // The outage lasts OUTAGE_SECS (default 120; longer runs: OUTAGE_SECS=600).
     let outage: u64 = std::env::var("OUTAGE_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(120);
     let env = Env::live(94, 60_000, 0, |_| {}).await;
     env.write_config(&Knobs::default());
     let (r, url) = receiver().await;
