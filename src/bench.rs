@@ -48,10 +48,13 @@ fn cpu_time(pid: &str) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-/// Peak resident set size of a process, in bytes (VmHWM).
-fn peak_rss(pid: &str) -> Option<u64> {
+/// A memory figure of a process from /proc/<pid>/status (Linux), in bytes: `VmHWM` is its peak
+/// resident set, `VmRSS` the current one.
+pub fn proc_memory(pid: &str, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status
+        .lines()
+        .find(|l| l.strip_prefix(key).is_some_and(|r| r.starts_with(':')))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
@@ -142,7 +145,7 @@ pub async fn bench(opts: BenchOptions) -> Result<()> {
     let sim_cpu = cpu_time(&sim_pid)
         .unwrap_or_default()
         .saturating_sub(sim_cpu0);
-    let rss = peak_rss(&me).unwrap_or(0);
+    let rss = proc_memory(&me, "VmHWM").unwrap_or(0);
     let db = dir_size(&state_dir);
     let out = std::fs::metadata(&sink_path).map(|m| m.len()).unwrap_or(0);
     let n = summary.collected.max(1);

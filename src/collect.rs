@@ -162,6 +162,13 @@ impl RequestLimiter {
         }
     }
 
+    fn next_start(&self) -> std::sync::MutexGuard<'_, tokio::time::Instant> {
+        // The guarded value is a plain instant; a panic elsewhere cannot leave it half-written.
+        self.next_start
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Waits for a free slot, then for the request's turn under the rate (and after any hold-off).
     pub async fn acquire(&self) -> OwnedSemaphorePermit {
         #[allow(clippy::expect_used)]
@@ -172,10 +179,7 @@ impl RequestLimiter {
             .await
             .expect("the limiter's semaphore is never closed");
         let start = {
-            let mut next = self
-                .next_start
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut next = self.next_start();
             let start = (*next).max(tokio::time::Instant::now());
             if let Some(spacing) = self.spacing {
                 *next = start + spacing;
@@ -188,10 +192,7 @@ impl RequestLimiter {
 
     /// Workday said "too many requests": no request of this tenant starts before `wait` is over.
     pub fn hold_off(&self, wait: Duration) {
-        let mut next = self
-            .next_start
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut next = self.next_start();
         *next = (*next).max(tokio::time::Instant::now() + wait);
     }
 }
@@ -235,6 +236,12 @@ impl Collector {
             stats,
             stored,
         }
+    }
+
+    /// How many windows, or pages of one window, are read at once (the limiter bounds the
+    /// requests themselves).
+    fn in_flight(&self) -> usize {
+        self.tenant.max_concurrent_requests.max(1) as usize
     }
 
     /// The collector's clock (shared with tests' simulators).
@@ -303,7 +310,7 @@ impl Collector {
         // are not polled can hold request slots, and the split's own requests would wait for
         // them forever. Reads ahead of it are dropped and asked again afterwards (splits are
         // rare: only windows at Workday's 10,000-entry cap).
-        let ahead = t.max_concurrent_requests.max(1) as usize;
+        let ahead = self.in_flight();
         let windows = plan_windows(from, end, t.max_window);
         let mut next = 0;
         let mut last_progress = tokio::time::Instant::now();
@@ -320,9 +327,7 @@ impl Collector {
                         break;
                     }
                     WindowRead::Complete(entries, pages) => {
-                        report.pages += pages;
-                        report.windows += 1;
-                        self.store_window(w, entries, &mut report).await?;
+                        self.store_window(w, entries, pages, &mut report).await?;
                     }
                 }
                 if backfilling && last_progress.elapsed() >= Duration::from_secs(5) {
@@ -375,21 +380,23 @@ impl Collector {
             match self.read_window(part).await? {
                 WindowRead::Split(sub) => split = Some((part, sub)),
                 WindowRead::Complete(entries, pages) => {
-                    report.pages += pages;
-                    report.windows += 1;
-                    self.store_window(part, entries, report).await?;
+                    self.store_window(part, entries, pages, report).await?;
                 }
             }
         }
         Ok(())
     }
 
+    /// Stores a window read completely (in `pages` pages) with the checkpoint that covers it.
     async fn store_window(
         &self,
         w: Window,
         entries: Vec<Box<RawValue>>,
+        pages: u64,
         report: &mut PollReport,
     ) -> Result<(), CollectError> {
+        report.pages += pages;
+        report.windows += 1;
         let tenant = self.tenant.name.clone();
         let collected_at = self.clock.now_ms();
         let ids = wire::identify(&tenant, &entries);
@@ -475,10 +482,9 @@ impl Collector {
                 // of the window is fetched in parallel and put together in offset order.
                 Some(r) if entries.len() as u64 == full_page && r > full_page => {
                     let offsets = (1..).map(|i| i * full_page).take_while(|o| *o < r);
-                    let ahead = self.tenant.max_concurrent_requests.max(1) as usize;
                     let mut rest = stream::iter(offsets)
                         .map(|offset| self.page(q(offset)))
-                        .buffered(ahead);
+                        .buffered(self.in_flight());
                     while let Some(page) = rest.next().await {
                         let page = page?;
                         pages += 1;

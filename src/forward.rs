@@ -189,10 +189,6 @@ impl Forwarder {
         }
     }
 
-    fn batch_of(&self, events: &[StoredEvent]) -> (Batch, usize) {
-        render_batch(&self.cfg, events)
-    }
-
     /// Delivers one batch; returns how many events it consumed (0: nothing pending).
     pub async fn deliver_batch(&mut self) -> Result<usize, ForwardError> {
         if self.replay_dead_letters().await? > 0 {
@@ -334,7 +330,7 @@ impl Forwarder {
             return Ok(0);
         }
         let events: Vec<StoredEvent> = items.iter().map(|(_, e)| e.clone()).collect();
-        let (batch, n) = self.batch_of(&events);
+        let (batch, n) = render_batch(&self.cfg, &events);
         let ack = self.sink.deliver(&batch).await?;
         let refused: Vec<(i64, String)> = ack
             .rejected

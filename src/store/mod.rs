@@ -152,7 +152,7 @@ impl Store {
         }
         // A damaged file is refused here, whole, rather than failing some later write halfway.
         // It reads every page once (about a second per GB from the page cache), so only the
-        // daemon's start and `doctor` ask for it.
+        // daemon's start asks for it.
         if verify && objects != 0 {
             let verdict: String = self
                 .conn
@@ -938,7 +938,7 @@ mod tests {
             s.init_checkpoint("acme", 0, 1).expect("init");
             let events: Vec<NewEvent> = (0..2000u32)
                 .map(|i| NewEvent {
-                    id: *blake(i),
+                    id: *sha_id(i),
                     request_time_ms: Some(i64::from(i)),
                     raw: format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(300)),
                 })
@@ -965,7 +965,13 @@ mod tests {
         assert_eq!(std::fs::read(&path).expect("read"), bytes);
     }
 
-    fn blake(i: u32) -> Box<[u8; 32]> {
+    fn short_id(n: u8) -> [u8; 32] {
+        let mut id = [0u8; 32];
+        id[0] = n;
+        id
+    }
+
+    fn sha_id(i: u32) -> Box<[u8; 32]> {
         use sha2::Digest;
         Box::new(sha2::Sha256::digest(i.to_be_bytes()).into())
     }
@@ -978,15 +984,10 @@ mod tests {
             let mut c = Connection::open(&path).expect("open");
             migrations::migrate_to(&mut c, APPLICATION_ID, 3).expect("v3");
             // As version 3 stored them: time_ms is the requestTime, or the collection time.
-            let id = |n: u8| {
-                let mut a = vec![0u8; 32];
-                a[0] = n;
-                a
-            };
             c.execute(
                 "INSERT INTO events (id, tenant, time_ms, collected_at_ms, raw)
                    VALUES (?1, 'acme', 500, 9000, '{}'), (?2, 'acme', 9000, 9000, '{}');",
-                params![id(1), id(2)],
+                params![&short_id(1)[..], &short_id(2)[..]],
             )
             .expect("rows");
         }
@@ -994,11 +995,7 @@ mod tests {
         assert_eq!(s.schema_version().expect("version"), migrations::LATEST);
         s.init_checkpoint("acme", 0, 1).expect("init");
         let again = |id: u8, request_time_ms| NewEvent {
-            id: {
-                let mut a = [0u8; 32];
-                a[0] = id;
-                a
-            },
+            id: short_id(id),
             request_time_ms,
             raw: "{}".into(),
         };
