@@ -166,11 +166,9 @@ async fn parallel_reads_around_a_split_window_neither_hang_nor_lose_anything() {
     let env = Env::frozen(13, 60_000, 26_000, |_| {}).await;
     env.write_config(&Knobs {
         max_concurrent_requests: 2,
-        extra: "page_size = 100".into(),
+        page_size: 100,
         ..Knobs::default()
     });
-    let cfg = std::fs::read_to_string(&env.config_path).expect("read");
-    std::fs::write(&env.config_path, cfg.replace("page_size = 1000\n", "")).expect("write");
     let summary = tokio::time::timeout(std::time::Duration::from_secs(120), env.run_once())
         .await
         .expect("the backfill hung")

@@ -196,12 +196,7 @@ fn sigterm(child: &std::process::Child) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_delivers_to_file_and_stdout_then_exits_zero_on_sigterm() {
     let env = Env::live(42, 3_000, 0, |_| {}).await;
-    let cfg = std::fs::read_to_string(&env.config_path).expect("read");
-    std::fs::write(
-        &env.config_path,
-        format!("{cfg}\n[[sink]]\nname = \"console\"\ntype = \"stdout\"\n"),
-    )
-    .expect("write");
+    env.append_config("[[sink]]\nname = \"console\"\ntype = \"stdout\"\n");
     let out_path = env.path("stdout.jsonl");
     let mut child = bin()
         .args(["run", "--config"])
@@ -346,13 +341,7 @@ async fn sigterm_during_a_backfill_exits_zero_and_loses_nothing() {
         .faults()
         .delay_ms
         .store(40, std::sync::atomic::Ordering::SeqCst);
-    let mut child = bin()
-        .args(["run", "--config"])
-        .arg(&env.config_path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = env.spawn_binary(&["run"]);
     let file = env.path("events.jsonl");
     wait_until(
         "the backfill to start delivering",

@@ -2,9 +2,7 @@
 //! an HTTP sink: the file must end up holding the ground truth exactly once, the HTTP receiver
 //! every event at least once, with duplicates bounded by one batch per kill.
 
-use crate::cli::bin;
 use crate::support::*;
-use std::process::Stdio;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,24 +13,16 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
         extra: "max_window = \"4h\"".into(),
         ..Knobs::default()
     });
-    let cfg = std::fs::read_to_string(&env.config_path).expect("read");
-    std::fs::write(
-        &env.config_path,
-        // Rotation too: a crash around a rotation must not lose or double anything either.
-        cfg.replace(
-            "format = \"raw\"",
-            "format = \"raw\"\nbatch_size = 700\nrotate_bytes = 4000000\nrotate_keep = 1000",
-        ),
-    )
-    .expect("write");
-    let (receiver, url) = crate::sinks::receiver().await;
-    crate::sinks::add_sink(
-        &env,
-        &format!(
-            "[[sink]]\nname = \"siem-http\"\ntype = \"http\"\nurl = \"{url}\"\nformat = \"ocsf\"\n\
-             batch_size = {HTTP_BATCH}\nheaders = {{ \"X-Source\" = \"workday\" }}\n"
-        ),
+    // Rotation too: a crash around a rotation must not lose or double anything either.
+    env.edit_config(
+        "format = \"raw\"",
+        "format = \"raw\"\nbatch_size = 700\nrotate_bytes = 4000000\nrotate_keep = 1000",
     );
+    let (receiver, url) = crate::sinks::receiver().await;
+    env.append_config(&format!(
+        "[[sink]]\nname = \"siem-http\"\ntype = \"http\"\nurl = \"{url}\"\nformat = \"ocsf\"\n\
+             batch_size = {HTTP_BATCH}\nheaders = {{ \"X-Source\" = \"workday\" }}\n"
+    ));
 
     let mut killed = 0;
     let mut seed = 0x5151_u64;
@@ -44,14 +34,7 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
         } else {
             &["run", "--once"]
         };
-        let mut child = bin()
-            .args(mode)
-            .arg("--config")
-            .arg(&env.config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
+        let mut child = env.spawn_binary(mode);
         // Anywhere from start-up (opening the database, cutting a torn batch) to mid-delivery.
         let wait_ms = 30 + seed % 420;
         tokio::time::sleep(Duration::from_millis(wait_ms)).await;
@@ -66,16 +49,7 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
         "only {killed} of 14 runs were killed mid-way; the test proves little"
     );
 
-    let out = bin()
-        .args(["run", "--once", "--config"])
-        .arg(&env.config_path)
-        .output()
-        .expect("final run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.run_binary_once();
     // Oldest rotated file first, then the current one.
     let mut got = Vec::new();
     let mut n = 1000;

@@ -177,18 +177,13 @@ async fn a_broken_tenant_never_delays_a_healthy_one() {
         metrics_listen: format!("127.0.0.1:{port}"),
         ..Knobs::default()
     });
-    let cfg = std::fs::read_to_string(&env.config_path).expect("read");
-    std::fs::write(
-        &env.config_path,
-        format!(
-            "{cfg}\n[[tenant]]\nname = \"beta\"\nrest_api_endpoint = \"{}\"\ntoken_endpoint = \"{}\"\nclient_id = \"{}\"\n\
+    env.append_config(&format!(
+            "[[tenant]]\nname = \"beta\"\nrest_api_endpoint = \"{}\"\ntoken_endpoint = \"{}\"\nclient_id = \"{}\"\n\
              client_secret_file = \"beta-secret\"\nrefresh_token_file = \"beta-token\"\npoll_interval = \"1s\"\n",
             sim2.rest_api_endpoint(),
             sim2.token_endpoint(),
             sim2.config().client_id
-        ),
-    )
-    .expect("write");
+        ));
     let (tx, daemon) = env.spawn_daemon();
     let file = env.path("events.jsonl");
     let first = env.truth(2 * MIN_MS);

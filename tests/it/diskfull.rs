@@ -53,12 +53,6 @@ impl Drop for SmallDisk {
     }
 }
 
-fn edit_config(env: &Env, from: &str, to: &str) {
-    let cfg = std::fs::read_to_string(&env.config_path).expect("read");
-    assert!(cfg.contains(from), "config has no {from:?}");
-    std::fs::write(&env.config_path, cfg.replace(from, to)).expect("write");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_state_disk_is_a_clear_error_and_collection_resumes_when_space_returns() {
     let env = Env::frozen(71, 20_000, 0, |_| {}).await;
@@ -66,7 +60,7 @@ async fn a_full_state_disk_is_a_clear_error_and_collection_resumes_when_space_re
     let Some(disk) = SmallDisk::mount(&env.path("small"), "1m") else {
         return;
     };
-    edit_config(&env, "state_dir = \"state\"", "state_dir = \"small/state\"");
+    env.edit_config("state_dir = \"state\"", "state_dir = \"small/state\"");
 
     let err = env
         .run_once()
@@ -93,11 +87,7 @@ async fn a_full_sink_disk_is_retried_and_the_file_ends_up_exactly_once() {
     let Some(disk) = SmallDisk::mount(&env.path("small"), "2m") else {
         return;
     };
-    edit_config(
-        &env,
-        "path = \"events.jsonl\"",
-        "path = \"small/events.jsonl\"",
-    );
+    env.edit_config("path = \"events.jsonl\"", "path = \"small/events.jsonl\"");
 
     let err = env
         .run_once()

@@ -123,12 +123,7 @@ async fn bulk_creates_with_ids_are_idempotent_and_item_errors_are_sorted() {
         let _ = axum::serve(listener, app).await;
     });
     std::fs::write(env.path("es-key"), API_KEY).expect("write");
-    let cfg = std::fs::read_to_string(&env.config_path).expect("read");
-    std::fs::write(
-        &env.config_path,
-        format!("{cfg}\n[[sink]]\nname = \"es\"\ntype = \"elasticsearch\"\nurl = \"{url}\"\nindex = \"workday-activity\"\napi_key_file = \"es-key\"\nformat = \"ecs\"\nbatch_size = 300\n"),
-    )
-    .expect("write");
+    env.append_config(&format!("[[sink]]\nname = \"es\"\ntype = \"elasticsearch\"\nurl = \"{url}\"\nindex = \"workday-activity\"\napi_key_file = \"es-key\"\nformat = \"ecs\"\nbatch_size = 300\n"));
     es.throttle_next.store(3, Ordering::SeqCst);
     env.run_once().await.expect("run --once");
     assert_eq!(*es.problems.lock().expect("lock"), Vec::<String>::new());

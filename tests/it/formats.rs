@@ -50,15 +50,10 @@ fn leaf_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_ocsf_event_validates_and_ecs_uses_only_ecs_names() {
     let env = Env::frozen(81, 12_000, 0, |c| c.log_own_requests = true).await;
-    let cfg = std::fs::read_to_string(&env.config_path).expect("read");
-    std::fs::write(
-        &env.config_path,
-        format!(
-            "{cfg}\n[[sink]]\nname = \"ocsf\"\ntype = \"file\"\npath = \"ocsf.jsonl\"\nformat = \"ocsf\"\n\
-             \n[[sink]]\nname = \"ecs\"\ntype = \"file\"\npath = \"ecs.jsonl\"\nformat = \"ecs\"\n"
-        ),
-    )
-    .expect("write");
+    env.append_config(
+        "[[sink]]\nname = \"ocsf\"\ntype = \"file\"\npath = \"ocsf.jsonl\"\nformat = \"ocsf\"\n\
+             \n[[sink]]\nname = \"ecs\"\ntype = \"file\"\npath = \"ecs.jsonl\"\nformat = \"ecs\"\n",
+    );
     env.run_once().await.expect("run --once");
     let raw = env.delivered();
     assert!(raw.len() > 10_000);

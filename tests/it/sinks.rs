@@ -122,11 +122,6 @@ pub(crate) async fn receiver() -> (Arc<Receiver>, String) {
     (r, url)
 }
 
-pub(crate) fn add_sink(env: &Env, toml: &str) {
-    let cfg = std::fs::read_to_string(&env.config_path).expect("read");
-    std::fs::write(&env.config_path, format!("{cfg}\n{toml}\n")).expect("write");
-}
-
 pub(crate) fn originals(events: &[Value]) -> Vec<String> {
     events
         .iter()
@@ -142,15 +137,13 @@ async fn http_sink_gzip_bearer_hmac_ndjson_delivers_everything() {
     *r.hmac_key.lock().expect("lock") = Some("hmac-key".into());
     std::fs::write(env.path("intake-token"), "intake-token\n").expect("write");
     std::fs::write(env.path("hmac-key"), "hmac-key").expect("write");
-    add_sink(
-        &env,
+    env.append_config(
         &format!(
             "[[sink]]\nname = \"siem-http\"\ntype = \"http\"\nurl = \"{url}\"\nformat = \"ocsf\"\ngzip = true\n\
              token_file = \"intake-token\"\nhmac_secret_file = \"hmac-key\"\nheaders = {{ \"X-Source\" = \"workday\" }}\nbatch_size = 700\n"
         ),
     );
-    add_sink(
-        &env,
+    env.append_config(
         "[[sink]]\nname = \"writes\"\ntype = \"file\"\npath = \"writes.jsonl\"\ninclude_activity_actions = [\"write\"]\nexclude_system_accounts = [\"ISU_*\"]\n",
     );
     env.run_once().await.expect("run --once");
@@ -179,8 +172,7 @@ async fn refused_batches_become_dead_letters_and_replay_delivers_them() {
     let (r, url) = receiver().await;
     *r.expect_auth.lock().expect("lock") = format!("Basic {}", base64_basic("siem", "pw"));
     std::fs::write(env.path("pw"), "pw").expect("write");
-    add_sink(
-        &env,
+    env.append_config(
         &format!(
             "[[sink]]\nname = \"siem-http\"\ntype = \"http\"\nurl = \"{url}\"\nformat = \"ocsf\"\nencoding = \"json_array\"\n\
              username = \"siem\"\npassword_file = \"pw\"\nheaders = {{ \"X-Source\" = \"workday\" }}\nbatch_size = 500\n"
@@ -247,8 +239,7 @@ async fn one_sink_down_never_holds_back_another_and_catches_up_after() {
     let env = Env::frozen(93, 6_000, 0, |_| {}).await;
     let (r, url) = receiver().await;
     r.down.store(true, Ordering::SeqCst);
-    add_sink(
-        &env,
+    env.append_config(
         &format!("[[sink]]\nname = \"siem-http\"\ntype = \"http\"\nurl = \"{url}\"\nformat = \"ocsf\"\nheaders = {{ \"X-Source\" = \"workday\" }}\n"),
     );
     let (tx, daemon) = env.spawn_daemon();
@@ -280,14 +271,7 @@ async fn one_sink_down_never_holds_back_another_and_catches_up_after() {
 
 /// Resident memory of a process, in bytes.
 fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    workday_collector::bench::proc_memory(&pid.to_string(), "VmRSS").unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,17 +285,10 @@ async fn a_long_sink_outage_keeps_memory_flat_and_the_backlog_drains_after() {
     env.write_config(&Knobs::default());
     let (r, url) = receiver().await;
     r.down.store(true, Ordering::SeqCst);
-    add_sink(
-        &env,
+    env.append_config(
         &format!("[[sink]]\nname = \"siem-http\"\ntype = \"http\"\nurl = \"{url}\"\nformat = \"ocsf\"\nheaders = {{ \"X-Source\" = \"workday\" }}\n"),
     );
-    let mut child = bin()
-        .args(["run", "--config"])
-        .arg(&env.config_path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = env.spawn_binary(&["run"]);
     let pid = child.id();
     let file = env.path("events.jsonl");
     wait_until(

@@ -142,15 +142,10 @@ async fn fake_hec() -> (Arc<Hec>, String) {
 }
 
 fn add_hec_sink(env: &Env, url: &str) {
-    let cfg = std::fs::read_to_string(&env.config_path).expect("read");
-    std::fs::write(
-        &env.config_path,
-        format!(
-            "{cfg}\n[[sink]]\nname = \"splunk\"\ntype = \"splunk_hec\"\nurl = \"{url}\"\ntoken_file = \"hec-token\"\n\
+    env.append_config(&format!(
+            "[[sink]]\nname = \"splunk\"\ntype = \"splunk_hec\"\nurl = \"{url}\"\ntoken_file = \"hec-token\"\n\
              index = \"workday\"\nformat = \"ocsf\"\nindexer_ack = true\nack_poll_interval = \"20ms\"\nbatch_size = 400\n"
-        ),
-    )
-    .expect("write");
+        ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

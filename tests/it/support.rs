@@ -33,6 +33,7 @@ pub struct Knobs {
     pub refresh_token_file: bool,
     /// `metrics_listen`: "off" unless a test serves metrics.
     pub metrics_listen: String,
+    pub page_size: u32,
     pub max_concurrent_requests: u32,
     /// 0: no limit (the simulator is local; tests that time the limiter set it).
     pub max_requests_per_second: u32,
@@ -47,6 +48,7 @@ impl Default for Knobs {
             extra: String::new(),
             refresh_token_file: true,
             metrics_listen: "off".into(),
+            page_size: 1000,
             max_concurrent_requests: 3,
             max_requests_per_second: 0,
         }
@@ -149,7 +151,7 @@ backfill = "7d"
 poll_interval = "{poll}"
 lag = "{lag}"
 overlap = "15m"
-page_size = 1000
+page_size = {page_size}
 retry_initial = "20ms"
 retry_max = "200ms"
 max_attempts = {attempts}
@@ -177,10 +179,37 @@ format = "raw"
             },
             authz = self.sim.authorization_endpoint(),
             metrics = k.metrics_listen,
+            page_size = k.page_size,
             concurrency = k.max_concurrent_requests,
             rate = k.max_requests_per_second,
         );
         std::fs::write(&self.config_path, text).expect("write config");
+    }
+
+    /// Replaces `from`, which must be in the config file, with `to`.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let cfg = std::fs::read_to_string(&self.config_path).expect("read config");
+        assert!(cfg.contains(from), "config has no {from:?}");
+        std::fs::write(&self.config_path, cfg.replace(from, to)).expect("write config");
+    }
+
+    /// Appends a TOML fragment (a sink, a tenant) to the config file.
+    pub fn append_config(&self, toml: &str) {
+        let cfg = std::fs::read_to_string(&self.config_path).expect("read config");
+        std::fs::write(&self.config_path, format!("{cfg}\n{toml}\n")).expect("write config");
+    }
+
+    /// The built binary running `args --config <this env's config>` in the background, its
+    /// output discarded.
+    pub fn spawn_binary(&self, args: &[&str]) -> std::process::Child {
+        bin()
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn the binary")
     }
 
     pub fn config(&self) -> Config {

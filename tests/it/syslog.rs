@@ -201,16 +201,11 @@ input(type="imudp" port="{udp}" address="127.0.0.1" ruleset="out")
     })
     .await;
 
-    let cfg = std::fs::read_to_string(&env.config_path).expect("read");
-    std::fs::write(
-        &env.config_path,
-        format!(
-            "{cfg}\n[[sink]]\nname = \"sl-tcp\"\ntype = \"syslog\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:{tcp}\"\nformat = \"ocsf\"\napp_name = \"wdc-tcp\"\nbatch_size = 250\n\
+    env.append_config(&format!(
+            "[[sink]]\nname = \"sl-tcp\"\ntype = \"syslog\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:{tcp}\"\nformat = \"ocsf\"\napp_name = \"wdc-tcp\"\nbatch_size = 250\n\
              \n[[sink]]\nname = \"sl-tls\"\ntype = \"syslog\"\ntransport = \"tls\"\naddress = \"127.0.0.1:{tls}\"\nmessage = \"cef\"\nca_file = \"rsyslog/ca.pem\"\napp_name = \"wdc-tls\"\nfacility = \"auth\"\n\
              \n[[sink]]\nname = \"sl-udp\"\ntype = \"syslog\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{udp}\"\napp_name = \"wdc-udp\"\ninclude_system_accounts = [\"lmcneil\"]\nbatch_size = 20\n"
-        ),
-    )
-    .expect("write");
+        ));
     env.run_once().await.expect("run --once");
     let truth = file_ids(&env);
     let lmcneil = truth
@@ -335,12 +330,7 @@ async fn tcp_resends_the_last_batch_after_the_receiver_drops_the_connection() {
         read_frames(&mut s, usize::MAX, &mut got).await;
         got
     });
-    let cfg = std::fs::read_to_string(&env.config_path).expect("read");
-    std::fs::write(
-        &env.config_path,
-        format!("{cfg}\n[[sink]]\nname = \"sl\"\ntype = \"syslog\"\ntransport = \"tcp\"\naddress = \"{addr}\"\nbatch_size = {first_batch}\n"),
-    )
-    .expect("write");
+    env.append_config(&format!("[[sink]]\nname = \"sl\"\ntype = \"syslog\"\ntransport = \"tcp\"\naddress = \"{addr}\"\nbatch_size = {first_batch}\n"));
     // The first run may end with the sink retrying after the hang-up; a second run finishes.
     let _ = env.run_once().await;
     env.run_once().await.expect("run --once");
