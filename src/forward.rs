@@ -69,7 +69,7 @@ pub fn passes(filter: &Filter, raw: &str) -> bool {
         return true;
     }
     let e = parse_entry(raw);
-    let field = |v: &Option<String>| v.clone().unwrap_or_default();
+    let field = |v: &Option<std::borrow::Cow<str>>| v.as_deref().unwrap_or_default().to_string();
     let check = |include: &[String], exclude: &[String], value: &str| {
         (include.is_empty() || include.iter().any(|p| glob_match(p, value)))
             && !exclude.iter().any(|p| glob_match(p, value))
@@ -96,29 +96,29 @@ pub fn passes(filter: &Filter, raw: &str) -> bool {
     )
 }
 
-/// Renders events into a batch, stopping at `max_batch_bytes` (always at least one).
-fn render_batch(cfg: &SinkConfig, events: &[StoredEvent]) -> (Batch, usize) {
-    let mut lines = Vec::with_capacity(events.len());
-    let mut bytes = 0;
-    for ev in events {
-        let mut line = Vec::with_capacity(ev.raw.len() + 200);
-        normalize::render(cfg.format, ev, &mut line);
-        bytes += line.len() + 1;
-        if !lines.is_empty() && bytes > cfg.max_batch_bytes {
+/// Renders events into a batch, stopping at `max_batch_bytes` (always at least one). The
+/// batch keeps the events it renders; the rest are dropped.
+fn render_batch(cfg: &SinkConfig, mut events: Vec<StoredEvent>) -> (Batch, usize) {
+    let estimate: usize = events.iter().map(|e| e.raw.len() * 3 + 300).sum();
+    let mut batch = Batch::with_capacity(estimate.min(cfg.max_batch_bytes + 4096));
+    for ev in &events {
+        batch.push_line(|out| normalize::render(cfg.format, ev, out));
+        if batch.len() > 1 && batch.bytes() > cfg.max_batch_bytes {
+            batch.pop_line();
             break;
         }
-        lines.push(line);
     }
-    let n = lines.len();
-    let events = events[..n].to_vec();
-    (Batch { lines, events }, n)
+    let n = batch.len();
+    events.truncate(n);
+    batch.events = events;
+    (batch, n)
 }
 
 /// A batch read from the outbox, filtered and rendered, ready to send.
 struct Prepared {
-    /// Everything read (filtered events included).
-    events: Vec<StoredEvent>,
-    kept: Vec<StoredEvent>,
+    /// The seq of everything read (filtered events included), in order.
+    seqs: Vec<i64>,
+    /// The first `n` events that passed the filter, rendered (`batch.events`).
     batch: Batch,
     n: usize,
 }
@@ -130,18 +130,17 @@ async fn prepare(
     limit: usize,
 ) -> Result<Prepared> {
     let events = store.call(move |s| s.events_after(after, limit)).await?;
-    let kept: Vec<StoredEvent> = events
-        .iter()
-        .filter(|e| passes(&cfg.filter, &e.raw))
-        .cloned()
-        .collect();
-    let (batch, n) = render_batch(cfg, &kept);
-    Ok(Prepared {
-        events,
-        kept,
-        batch,
-        n,
-    })
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    let kept: Vec<StoredEvent> = if cfg.filter.is_empty() {
+        events
+    } else {
+        events
+            .into_iter()
+            .filter(|e| passes(&cfg.filter, &e.raw))
+            .collect()
+    };
+    let (batch, n) = render_batch(cfg, kept);
+    Ok(Prepared { seqs, batch, n })
 }
 
 /// The next batch, read and rendered while the previous one is written and committed.
@@ -200,7 +199,7 @@ impl Forwarder {
         // is now (a failed delivery or a smaller limit leaves it stale) and found something.
         let prefetched = match self.prefetch.take() {
             Some(p) if p.after == after && p.limit == limit => match p.task.await {
-                Ok(Ok(prepared)) if !prepared.events.is_empty() => Some(prepared),
+                Ok(Ok(prepared)) if !prepared.seqs.is_empty() => Some(prepared),
                 Ok(Err(e)) => return Err(self.store_err(e)),
                 _ => None,
             },
@@ -216,26 +215,21 @@ impl Forwarder {
                 .await
                 .map_err(|e| self.store_err(e))?,
         };
-        let Prepared {
-            events,
-            kept,
-            batch,
-            n,
-        } = prepared;
-        if events.is_empty() {
+        let Prepared { seqs, batch, n } = prepared;
+        if seqs.is_empty() {
             return Ok(0);
         }
         // The cursor may move past everything up to the last event sent (filtered ones
         // included), or past all fetched events when every one was filtered out.
         let last_seq = if n == 0 {
-            events.last().map(|e| e.seq).unwrap_or(after)
+            seqs.last().copied().unwrap_or(after)
         } else {
-            kept[n - 1].seq
+            batch.events[n - 1].seq
         };
-        let consumed = events.iter().filter(|e| e.seq <= last_seq).count();
+        let consumed = seqs.iter().filter(|s| **s <= last_seq).count();
         self.filtered += (consumed - n) as u64;
         // A full batch: more is likely queued. Read and render it while this one is written.
-        if events.len() == limit {
+        if seqs.len() == limit {
             let (store, cfg) = (self.store.clone(), self.cfg.clone());
             self.prefetch = Some(Prefetch {
                 after: last_seq,
@@ -263,7 +257,7 @@ impl Forwarder {
         let dead: Vec<(StoredEvent, String)> = ack
             .rejected
             .iter()
-            .filter_map(|(i, reason)| kept.get(*i).map(|e| (e.clone(), reason.clone())))
+            .filter_map(|(i, reason)| batch.events.get(*i).map(|e| (e.clone(), reason.clone())))
             .collect();
         let cursor = SinkCursor {
             delivered_seq: last_seq,
@@ -330,7 +324,7 @@ impl Forwarder {
             return Ok(0);
         }
         let events: Vec<StoredEvent> = items.iter().map(|(_, e)| e.clone()).collect();
-        let (batch, n) = render_batch(&self.cfg, &events);
+        let (batch, n) = render_batch(&self.cfg, events);
         let ack = self.sink.deliver(&batch).await?;
         let refused: Vec<(i64, String)> = ack
             .rejected

@@ -62,7 +62,7 @@ pub fn render(r: &Rendering<'_>) -> Value {
     }
 
     let mut wd = Map::new();
-    let mut put = |k: &str, v: &Option<String>| {
+    let mut put = |k: &str, v: &Option<std::borrow::Cow<str>>| {
         if let Some(v) = v {
             wd.insert(k.into(), json!(v));
         }
@@ -89,7 +89,7 @@ pub fn render(r: &Rendering<'_>) -> Value {
         wd.insert("target".into(), Value::Object(tm));
     }
     if !e.other.is_empty() {
-        wd.insert("other".into(), Value::Object(e.other.clone()));
+        wd.insert("other".into(), Value::Object(e.other_map()));
     }
     out["workday"] = json!({ "activity": wd });
     out

@@ -19,10 +19,18 @@ use crate::workday::wire::{parse_entry, Entry};
 
 pub const SOURCE: &str = "workday.activity";
 
+/// An event id as 64 lowercase hex digits.
+pub fn id_hex(id: &[u8; 32]) -> String {
+    let mut buf = [0u8; 64];
+    // 32 bytes always fit 64 hex digits, which are ASCII.
+    let _ = hex::encode_to_slice(id, &mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 /// What the structured renderings read: the stored event and its parsed entry.
 pub struct Rendering<'a> {
     pub event: &'a StoredEvent,
-    pub entry: Entry,
+    pub entry: Entry<'a>,
     pub id_hex: String,
 }
 
@@ -31,7 +39,7 @@ impl<'a> Rendering<'a> {
         Rendering {
             event,
             entry: parse_entry(&event.raw),
-            id_hex: hex::encode(event.id),
+            id_hex: id_hex(&event.id),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::Rendering;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 pub const OCSF_VERSION: &str = "1.5.0";
 const CLASS_UID: u64 = 6003;
@@ -112,6 +112,41 @@ struct Resource<'a> {
     data: Option<Href<'a>>,
 }
 
+/// An unmapped field's value: a string, or JSON as sent (written in canonical form).
+enum Unmapped<'a> {
+    Str(&'a str),
+    Json(&'a str),
+}
+
+/// Workday fields with no OCSF place, sorted by name.
+struct UnmappedFields<'a>(Vec<(&'a str, Unmapped<'a>)>);
+
+impl UnmappedFields<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for UnmappedFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            match v {
+                Unmapped::Str(v) => m.serialize_entry(k, v)?,
+                Unmapped::Json(raw) => {
+                    let canon = crate::workday::wire::canonical_value(raw);
+                    match serde_json::value::RawValue::from_string(canon) {
+                        Ok(v) => m.serialize_entry(k, &v)?,
+                        Err(_) => m.serialize_entry(k, &Value::Null)?,
+                    }
+                }
+            }
+        }
+        m.end()
+    }
+}
+
 /// One OCSF event; serialized straight to the output (no intermediate `Value`).
 #[derive(Serialize)]
 pub struct Event<'a> {
@@ -135,8 +170,8 @@ pub struct Event<'a> {
     http_request: Option<HttpRequest<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     resources: Option<[Resource<'a>; 1]>,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    unmapped: Map<String, Value>,
+    #[serde(skip_serializing_if = "UnmappedFields::is_empty")]
+    unmapped: UnmappedFields<'a>,
 }
 
 pub fn event<'a>(r: &'a Rendering<'_>) -> Event<'a> {
@@ -169,19 +204,21 @@ pub fn event<'a>(r: &'a Rendering<'_>) -> Event<'a> {
             data: t.href.as_deref().map(|href| Href { href }),
         }]
     });
-    let mut unmapped = Map::new();
+    let mut unmapped: Vec<(&str, Unmapped)> = Vec::with_capacity(3 + e.other.len());
     if let Some(d) = &e.device_type {
-        unmapped.insert("deviceType".into(), json!(d));
+        unmapped.push(("deviceType", Unmapped::Str(d)));
     }
     if let Some(a) = &e.activity_action {
-        unmapped.insert("activityAction".into(), json!(a));
+        unmapped.push(("activityAction", Unmapped::Str(a)));
     }
-    if let Some(ip) = e.ip_address.as_ref().filter(|_| valid_ip.is_none()) {
-        unmapped.insert("ipAddress".into(), json!(ip));
+    if let Some(ip) = e.ip_address.as_deref().filter(|_| valid_ip.is_none()) {
+        unmapped.push(("ipAddress", Unmapped::Str(ip)));
     }
     for (k, v) in &e.other {
-        unmapped.insert(k.clone(), v.clone());
+        unmapped.push((k, Unmapped::Json(v)));
     }
+    // Known fields never appear among `other`, whose keys are unique: sorting is enough.
+    unmapped.sort_by(|a, b| a.0.cmp(b.0));
     Event {
         class_uid: CLASS_UID,
         class_name: "API Activity",
@@ -237,7 +274,7 @@ pub fn event<'a>(r: &'a Rendering<'_>) -> Event<'a> {
             .as_deref()
             .map(|user_agent| HttpRequest { user_agent }),
         resources,
-        unmapped,
+        unmapped: UnmappedFields(unmapped),
     }
 }
 

@@ -40,7 +40,7 @@ impl EsSink {
 
     pub fn body(&self, batch: &Batch) -> Vec<u8> {
         let mut body = Vec::new();
-        for line in &batch.lines {
+        for line in batch.lines() {
             let doc: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
             let mut action = serde_json::json!({ "create": { "_index": self.cfg.index } });
             if let Some(id) = event_id(&doc) {
@@ -103,7 +103,7 @@ impl EsSink {
             _ => {
                 return Ok(Ack {
                     file_len: None,
-                    rejected: (0..batch.lines.len()).map(|i| (i, format!("_bulk {status}: {preview}"))).collect(),
+                    rejected: (0..batch.len()).map(|i| (i, format!("_bulk {status}: {preview}"))).collect(),
                 })
             }
         }
@@ -114,12 +114,12 @@ impl EsSink {
             ))
         })?;
         let items = v["items"].as_array().cloned().unwrap_or_default();
-        if items.len() != batch.lines.len() {
+        if items.len() != batch.len() {
             return Err(SinkError::transient(format!(
                 "sink {}: _bulk answered {} items for {} events",
                 self.name,
                 items.len(),
-                batch.lines.len()
+                batch.len()
             )));
         }
         let mut rejected = Vec::new();

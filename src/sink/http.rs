@@ -36,12 +36,11 @@ impl HttpSink {
     /// The request body for a batch, uncompressed.
     pub fn body(&self, batch: &Batch) -> Vec<u8> {
         match self.cfg.encoding {
-            HttpEncoding::Ndjson => batch.joined(),
+            HttpEncoding::Ndjson => batch.joined().to_vec(),
             HttpEncoding::JsonArray => {
-                let mut out =
-                    Vec::with_capacity(batch.lines.iter().map(|l| l.len() + 1).sum::<usize>() + 2);
+                let mut out = Vec::with_capacity(batch.bytes() + 2);
                 out.push(b'[');
-                for (i, l) in batch.lines.iter().enumerate() {
+                for (i, l) in batch.lines().enumerate() {
                     if i > 0 {
                         out.push(b',');
                     }
@@ -119,7 +118,7 @@ impl HttpSink {
             413 => Err(SinkError::TooLarge(format!("sink {}: receiver says the batch is too large (413)", self.name))),
             _ => Ok(Ack {
                 file_len: None,
-                rejected: (0..batch.lines.len())
+                rejected: (0..batch.len())
                     .map(|i| (i, format!("HTTP {status}: {preview}")))
                     .collect(),
             }),

@@ -57,20 +57,81 @@ impl SinkError {
 }
 
 /// Rendered events, one JSON document each, without newlines, with the events they render.
+/// The lines sit in one buffer, each followed by a newline, so a file sink writes it as is.
+#[derive(Default)]
 pub struct Batch {
-    pub lines: Vec<Vec<u8>>,
+    text: Vec<u8>,
+    /// Where each line ends (before its newline).
+    ends: Vec<usize>,
     pub events: Vec<crate::store::StoredEvent>,
 }
 
 impl Batch {
-    /// The events as newline-terminated lines.
-    pub fn joined(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.lines.iter().map(|l| l.len() + 1).sum());
-        for l in &self.lines {
-            out.extend_from_slice(l);
-            out.push(b'\n');
+    /// A batch of `lines` rendering `events` (one each, in order).
+    pub fn from_lines<L: AsRef<[u8]>>(
+        lines: &[L],
+        events: Vec<crate::store::StoredEvent>,
+    ) -> Batch {
+        let mut b = Batch::with_capacity(lines.iter().map(|l| l.as_ref().len() + 1).sum());
+        for l in lines {
+            b.push_line(|out| out.extend_from_slice(l.as_ref()));
         }
-        out
+        b.events = events;
+        b
+    }
+
+    pub fn with_capacity(bytes: usize) -> Batch {
+        Batch {
+            text: Vec::with_capacity(bytes),
+            ..Batch::default()
+        }
+    }
+
+    /// Appends the line `write` puts into the buffer (it must not write a newline).
+    pub fn push_line(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        write(&mut self.text);
+        self.ends.push(self.text.len());
+        self.text.push(b'\n');
+    }
+
+    /// Drops the last line (it made the batch too large).
+    pub fn pop_line(&mut self) {
+        self.ends.pop();
+        let end = self.ends.last().map_or(0, |e| e + 1);
+        self.text.truncate(end);
+    }
+
+    /// Bytes of the lines with their newlines.
+    pub fn bytes(&self) -> usize {
+        self.text.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Line `i`, without its newline.
+    pub fn line(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] + 1 };
+        &self.text[start..self.ends[i]]
+    }
+
+    /// The lines from `start` on, without newlines.
+    pub fn lines_from(&self, start: usize) -> impl Iterator<Item = &[u8]> + '_ {
+        (start..self.len()).map(|i| self.line(i))
+    }
+
+    pub fn lines(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.lines_from(0)
+    }
+
+    /// The events as newline-terminated lines.
+    pub fn joined(&self) -> &[u8] {
+        &self.text
     }
 }
 
@@ -123,14 +184,8 @@ impl Sink {
 
     pub async fn deliver(&mut self, batch: &Batch) -> Result<Ack, SinkError> {
         match self {
-            Sink::File(f) => {
-                let lines = batch.joined();
-                tokio::task::block_in_place(|| f.append(&lines))
-            }
-            Sink::Stdout(s) => {
-                let lines = batch.joined();
-                tokio::task::block_in_place(|| s.write(&lines))
-            }
+            Sink::File(f) => tokio::task::block_in_place(|| f.append(batch.joined())),
+            Sink::Stdout(s) => tokio::task::block_in_place(|| s.write(batch.joined())),
             Sink::Http(h) => h.send(batch).await,
             Sink::SplunkHec(h) => h.send(batch).await,
             Sink::Elasticsearch(e) => e.send(batch).await,

@@ -110,9 +110,9 @@ impl HecSink {
         serde_json::to_vec(&env).unwrap_or_default()
     }
 
-    async fn post(&self, lines: &[Vec<u8>]) -> Result<Outcome, SinkError> {
+    async fn post(&self, batch: &Batch, start: usize) -> Result<Outcome, SinkError> {
         let mut body = Vec::new();
-        for l in lines {
+        for l in batch.lines_from(start) {
             body.extend_from_slice(&self.envelope(l));
             body.push(b'\n');
         }
@@ -217,8 +217,8 @@ impl HecSink {
     pub async fn send(&self, batch: &Batch) -> Result<Ack, SinkError> {
         let mut rejected = Vec::new();
         let mut start = 0;
-        while start < batch.lines.len() {
-            match self.post(&batch.lines[start..]).await? {
+        while start < batch.len() {
+            match self.post(batch, start).await? {
                 Outcome::Accepted(ack_id) => {
                     if self.cfg.indexer_ack {
                         let id = ack_id.ok_or_else(|| {
@@ -233,7 +233,7 @@ impl HecSink {
                 }
                 Outcome::Partial(n, why) => {
                     // Events before n were indexed; n is refused; resend the rest.
-                    let bad = start + n.min(batch.lines.len() - start - 1);
+                    let bad = start + n.min(batch.len() - start - 1);
                     rejected.push((bad, why));
                     start = bad + 1;
                 }

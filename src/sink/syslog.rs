@@ -85,18 +85,18 @@ fn cef_value(s: &str) -> String {
 pub fn cef(ev: &StoredEvent) -> String {
     let e = parse_entry(&ev.raw);
     let id = hex::encode(ev.id);
-    let sig = e.task_id.clone().unwrap_or_else(|| "unknown".into());
+    let sig = e.task_id.as_deref().unwrap_or("unknown");
     let name = e
         .task_display_name
-        .clone()
-        .or(e.task_id.clone())
-        .unwrap_or_else(|| "Workday activity".into());
+        .as_deref()
+        .or(e.task_id.as_deref())
+        .unwrap_or("Workday activity");
     let mut ext = vec![
         format!("rt={}", e.request_time_ms.unwrap_or(ev.collected_at_ms)),
         format!("externalId={id}"),
         format!("cs1Label=tenant cs1={}", cef_value(&ev.tenant)),
     ];
-    let mut put = |k: &str, v: &Option<String>| {
+    let mut put = |k: &str, v: &Option<std::borrow::Cow<str>>| {
         if let Some(v) = v {
             ext.push(format!("{k}={}", cef_value(v)));
         }
@@ -127,8 +127,8 @@ pub fn cef(ev: &StoredEvent) -> String {
     }
     format!(
         "CEF:0|Workday|Workday|1|{}|{}|3|{}",
-        cef_header(&sig),
-        cef_header(&name),
+        cef_header(sig),
+        cef_header(name),
         ext.join(" ")
     )
 }
@@ -287,7 +287,7 @@ impl SyslogSink {
         let messages: Vec<Vec<u8>> = batch
             .events
             .iter()
-            .zip(&batch.lines)
+            .zip(batch.lines())
             .map(|(ev, line)| self.message(ev, line))
             .collect();
         if self.cfg.transport == SyslogTransport::Udp {

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// One page of `activityLogging`.
@@ -122,85 +123,240 @@ pub fn preview(body: &[u8]) -> String {
 }
 
 /// The fields of one activity entry, read leniently: a field that is missing or of an
-/// unexpected type is `None`; fields this version does not know are kept in `other`.
+/// unexpected type is `None`; fields this version does not know are kept in `other`. Strings are
+/// borrowed from the stored text unless they hold escapes. Of duplicate keys the last counts, as
+/// in a JSON object read into a map.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Entry {
-    pub request_time: Option<String>,
+pub struct Entry<'a> {
+    pub request_time: Option<Cow<'a, str>>,
     pub request_time_ms: Option<i64>,
-    pub system_account: Option<String>,
-    pub session_id: Option<String>,
-    pub ip_address: Option<String>,
-    pub user_agent: Option<String>,
-    pub device_type: Option<String>,
-    pub task_id: Option<String>,
-    pub task_display_name: Option<String>,
-    pub activity_action: Option<String>,
-    pub target: Option<Target>,
-    /// Every other field, as sent.
-    pub other: serde_json::Map<String, Value>,
+    pub system_account: Option<Cow<'a, str>>,
+    pub session_id: Option<Cow<'a, str>>,
+    pub ip_address: Option<Cow<'a, str>>,
+    pub user_agent: Option<Cow<'a, str>>,
+    pub device_type: Option<Cow<'a, str>>,
+    pub task_id: Option<Cow<'a, str>>,
+    pub task_display_name: Option<Cow<'a, str>>,
+    pub activity_action: Option<Cow<'a, str>>,
+    pub target: Option<Target<'a>>,
+    /// Every other field, as sent, sorted by key (the last of duplicate keys kept).
+    pub other: Vec<(Cow<'a, str>, &'a str)>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Target {
-    pub descriptor: Option<String>,
-    pub id: Option<String>,
-    pub href: Option<String>,
+pub struct Target<'a> {
+    pub descriptor: Option<Cow<'a, str>>,
+    pub id: Option<Cow<'a, str>>,
+    pub href: Option<Cow<'a, str>>,
 }
 
-const KNOWN: &[&str] = &[
-    "requestTime",
-    "systemAccount",
-    "sessionId",
-    "ipAddress",
-    "userAgent",
-    "deviceType",
-    "taskId",
-    "taskDisplayName",
-    "activityAction",
-    "target",
-];
+impl Entry<'_> {
+    /// An unknown field's value, as sent.
+    pub fn other(&self, key: &str) -> Option<&str> {
+        self.other
+            .iter()
+            .find(|(k, _)| k.as_ref() == key)
+            .map(|(_, v)| *v)
+    }
 
-/// Reads an entry as stored (never fails: a non-object yields an empty entry).
-pub fn parse_entry(raw: &str) -> Entry {
-    let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(raw) else {
-        return Entry::default();
-    };
-    // Known fields are taken out of the map (no copies); what remains is `other`. A known
-    // field of the wrong type is dropped, as it always was.
-    fn take(map: &mut serde_json::Map<String, Value>, k: &str) -> Option<String> {
-        match map.remove(k) {
-            Some(Value::String(s)) => Some(s),
-            _ => None,
+    /// The unknown fields as a JSON object (a value that does not parse is left out).
+    pub fn other_map(&self) -> serde_json::Map<String, Value> {
+        self.other
+            .iter()
+            .filter_map(|(k, v)| Some((k.to_string(), serde_json::from_str(v).ok()?)))
+            .collect()
+    }
+}
+
+/// Reads an entry as stored (never fails: a non-object or unreadable text yields an empty
+/// entry).
+pub fn parse_entry(raw: &str) -> Entry<'_> {
+    let mut entry = serde_json::from_str::<EntryWire>(raw)
+        .map(|w| w.0)
+        .unwrap_or_default();
+    entry.request_time_ms = entry
+        .request_time
+        .as_deref()
+        .and_then(crate::clock::parse_rfc3339_ms);
+    // Stable sort, then keep the last of equal keys (as a map insert would).
+    entry.other.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut kept: Vec<(Cow<'_, str>, &str)> = Vec::with_capacity(entry.other.len());
+    for f in entry.other.drain(..) {
+        match kept.last_mut() {
+            Some(last) if last.0 == f.0 => *last = f,
+            _ => kept.push(f),
         }
     }
-    let target = match map.remove("target") {
-        Some(Value::Object(mut t)) => Some(Target {
-            descriptor: take(&mut t, "descriptor"),
-            id: take(&mut t, "id"),
-            href: take(&mut t, "href"),
-        }),
-        _ => None,
-    };
-    let request_time = take(&mut map, "requestTime");
-    let mut entry = Entry {
-        request_time_ms: request_time
-            .as_deref()
-            .and_then(crate::clock::parse_rfc3339_ms),
-        request_time,
-        system_account: take(&mut map, "systemAccount"),
-        session_id: take(&mut map, "sessionId"),
-        ip_address: take(&mut map, "ipAddress"),
-        user_agent: take(&mut map, "userAgent"),
-        device_type: take(&mut map, "deviceType"),
-        task_id: take(&mut map, "taskId"),
-        task_display_name: take(&mut map, "taskDisplayName"),
-        activity_action: take(&mut map, "activityAction"),
-        target,
-        other: serde_json::Map::new(),
-    };
-    debug_assert!(KNOWN.iter().all(|k| !map.contains_key(*k)));
-    entry.other = map;
+    entry.other = kept;
     entry
+}
+
+struct EntryWire<'a>(Entry<'a>);
+
+/// Any JSON value: `Some` when it is a string.
+struct MaybeStr<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for MaybeStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = MaybeStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MaybeStr(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MaybeStr(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(MaybeStr(Some(Cow::Owned(v))))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(MaybeStr(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(MaybeStr(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Any JSON value: `Some` when it is an object (its known string fields read).
+struct MaybeTarget<'a>(Option<Target<'a>>);
+
+impl<'de> Deserialize<'de> for MaybeTarget<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = MaybeTarget<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeTarget(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeTarget(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeTarget(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeTarget(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(MaybeTarget(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(MaybeTarget(None))
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(MaybeTarget(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(MaybeTarget(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut t = Target::default();
+                while let Some(key) = a.next_key::<CowStr<'de>>()? {
+                    let slot = match key.0.as_ref() {
+                        "descriptor" => &mut t.descriptor,
+                        "id" => &mut t.id,
+                        "href" => &mut t.href,
+                        _ => {
+                            a.next_value::<serde::de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = a.next_value::<MaybeStr<'de>>()?.0;
+                }
+                Ok(MaybeTarget(Some(t)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for EntryWire<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = EntryWire<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut e = Entry::default();
+                while let Some(key) = a.next_key::<CowStr<'de>>()? {
+                    let slot = match key.0.as_ref() {
+                        "requestTime" => &mut e.request_time,
+                        "systemAccount" => &mut e.system_account,
+                        "sessionId" => &mut e.session_id,
+                        "ipAddress" => &mut e.ip_address,
+                        "userAgent" => &mut e.user_agent,
+                        "deviceType" => &mut e.device_type,
+                        "taskId" => &mut e.task_id,
+                        "taskDisplayName" => &mut e.task_display_name,
+                        "activityAction" => &mut e.activity_action,
+                        "target" => {
+                            e.target = a.next_value::<MaybeTarget<'de>>()?.0;
+                            continue;
+                        }
+                        _ => {
+                            let v = a.next_value::<&'de RawValue>()?;
+                            e.other.push((key.0, v.get()));
+                            continue;
+                        }
+                    };
+                    *slot = a.next_value::<MaybeStr<'de>>()?.0;
+                }
+                Ok(EntryWire(e))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// An entry's identity and time, computed over one complete query result.
@@ -219,21 +375,45 @@ pub struct Identified {
 /// response that holds one of them holds all that were visible: a re-read gives the same ids,
 /// and a second identical event gets occurrence 1.
 pub fn identify(tenant: &str, entries: &[Box<RawValue>]) -> Vec<Identified> {
-    let canon: Vec<(String, Option<i64>)> =
-        entries.iter().map(|raw| canonical(raw.get())).collect();
-    let mut seen: HashMap<&str, u32> = HashMap::with_capacity(entries.len());
-    canon
+    let base = id_prefix(tenant);
+    let mut canon = Vec::with_capacity(1024);
+    // Identical entries are told apart by the id of their first occurrence.
+    let mut seen: HashMap<[u8; 32], u32> = HashMap::with_capacity(entries.len());
+    entries
         .iter()
-        .map(|(canonical, request_time_ms)| {
-            let n = seen.entry(canonical.as_str()).or_insert(0);
+        .map(|raw| {
+            canon.clear();
+            let request_time_ms = canonical_into(raw.get(), &mut canon);
+            let mut h = base.clone();
+            h.update(&canon);
+            h.update(b"\n");
+            let mut first = h.clone();
+            first.update(b"0");
+            let first: [u8; 32] = first.finalize().into();
+            let n = seen.entry(first).or_insert(0);
             let occurrence = *n;
             *n += 1;
+            let id = if occurrence == 0 {
+                first
+            } else {
+                h.update(occurrence.to_string().as_bytes());
+                h.finalize().into()
+            };
             Identified {
-                id: event_id(tenant, canonical, occurrence),
-                request_time_ms: *request_time_ms,
+                id,
+                request_time_ms,
             }
         })
         .collect()
+}
+
+/// The id formula up to the entry: version tag and tenant.
+fn id_prefix(tenant: &str) -> Sha256 {
+    let mut h = Sha256::new();
+    h.update(b"workday-activity-v1\n");
+    h.update(tenant.as_bytes());
+    h.update(b"\n");
+    h
 }
 
 /// An entry's canonical JSON and its parsed `requestTime`.
@@ -241,15 +421,24 @@ pub fn identify(tenant: &str, entries: &[Box<RawValue>]) -> Vec<Identified> {
 /// The canonical form is, byte for byte, `serde_json::to_string` of the entry parsed into a
 /// `serde_json::Value` (keys sorted at every depth, the last of duplicate keys kept, no
 /// whitespace, serde_json's string escaping and number formatting), which is what the id
-/// formula was defined over. Text that does not parse into a `Value` is its own canonical form. It is written directly, without
-/// building the `Value` tree: this is on the hot path of every window.
+/// formula was defined over. Text that does not parse into a `Value` is its own canonical
+/// form. It is written directly, without building the `Value` tree: this is on the hot path
+/// of every window.
 pub fn canonical(raw: &str) -> (String, Option<i64>) {
     let mut out = Vec::with_capacity(raw.len());
+    let t = canonical_into(raw, &mut out);
+    // Only serde_json's output or the (UTF-8) text itself went in.
+    (String::from_utf8(out).unwrap_or_default(), t)
+}
+
+/// Appends the canonical form of `raw` to `out` (see [`canonical`]); returns its `requestTime`.
+fn canonical_into(raw: &str, out: &mut Vec<u8>) -> Option<i64> {
+    let start = out.len();
     let mut de = serde_json::Deserializer::from_str(raw);
     let mut request_time = None;
     let ok = serde::de::DeserializeSeed::deserialize(
         Canon {
-            out: &mut out,
+            out: &mut *out,
             request_time: Some(&mut request_time),
         },
         &mut de,
@@ -259,11 +448,26 @@ pub fn canonical(raw: &str) -> (String, Option<i64>) {
     if !ok {
         // Valid JSON to the page parser but not to a `Value` (a number beyond f64, say): the
         // exact text stands in, so two such entries can never collapse into one id.
-        return (raw.to_string(), None);
+        out.truncate(start);
+        out.extend_from_slice(raw.as_bytes());
+        return None;
     }
-    let request_time_ms = request_time.and_then(|t: String| crate::clock::parse_rfc3339_ms(&t));
-    // Only serde_json's output went in, which is UTF-8.
-    (String::from_utf8(out).unwrap_or_default(), request_time_ms)
+    request_time.and_then(|t: String| crate::clock::parse_rfc3339_ms(&t))
+}
+
+/// The canonical form of any JSON value (see [`canonical`]); text that does not parse into a
+/// `Value` is returned with its line breaks dropped.
+pub fn canonical_value(raw: &str) -> String {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let seed = Canon {
+        out: &mut out,
+        request_time: None,
+    };
+    match serde::de::DeserializeSeed::deserialize(seed, &mut de).and_then(|()| de.end()) {
+        Ok(()) => String::from_utf8(out).unwrap_or_default(),
+        Err(_) => raw.chars().filter(|c| *c != '\n' && *c != '\r').collect(),
+    }
 }
 
 /// Writes the canonical form of one JSON value; at the top level also picks out `requestTime`
@@ -313,6 +517,12 @@ impl<'de> serde::de::Visitor<'de> for Canon<'_> {
         self.put(v);
         Ok(())
     }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
+        // Borrowed means the input held no escape sequence, so (raw control characters being
+        // invalid JSON) nothing in it needs escaping: it is written as it stands.
+        put_plain_str(self.out, v);
+        Ok(())
+    }
     fn visit_unit<E>(self) -> Result<(), E> {
         self.out.extend_from_slice(b"null");
         Ok(())
@@ -344,8 +554,8 @@ impl<'de> serde::de::Visitor<'de> for Canon<'_> {
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         // (key, where its canonical value sits in `values`)
-        let mut fields: Vec<(std::borrow::Cow<'de, str>, usize, usize)> = Vec::new();
-        let mut values = Vec::new();
+        let mut fields: Vec<(std::borrow::Cow<'de, str>, usize, usize)> = Vec::with_capacity(16);
+        let mut values = Vec::with_capacity(512);
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
             let start = values.len();
             map.next_value_seed(Canon {
@@ -369,7 +579,12 @@ impl<'de> serde::de::Visitor<'de> for Canon<'_> {
             if i > 0 {
                 self.out.push(b',');
             }
-            let _ = serde_json::to_writer(&mut *self.out, key.as_ref());
+            match key {
+                Cow::Borrowed(k) => put_plain_str(self.out, k),
+                Cow::Owned(k) => {
+                    let _ = serde_json::to_writer(&mut *self.out, k);
+                }
+            }
             self.out.push(b':');
             self.out.extend_from_slice(&values[*start..*end]);
         }
@@ -381,6 +596,15 @@ impl<'de> serde::de::Visitor<'de> for Canon<'_> {
         }
         Ok(())
     }
+}
+
+/// Writes a string that needs no escaping (checked in debug builds).
+fn put_plain_str(out: &mut Vec<u8>, s: &str) {
+    debug_assert!(!s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
 }
 
 /// A map key, borrowed from the input when it has no escapes.
@@ -410,10 +634,7 @@ impl<'de> Deserialize<'de> for CowStr<'de> {
 
 /// The id formula; documented in docs/ARCHITECTURE.md. Changing it re-delivers everything.
 pub fn event_id(tenant: &str, canonical: &str, occurrence: u32) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"workday-activity-v1\n");
-    h.update(tenant.as_bytes());
-    h.update(b"\n");
+    let mut h = id_prefix(tenant);
     h.update(canonical.as_bytes());
     h.update(b"\n");
     h.update(occurrence.to_string().as_bytes());
@@ -508,9 +729,28 @@ mod tests {
         );
         assert_eq!(e.system_account, None);
         assert_eq!(e.task_id.as_deref(), Some("t"));
-        assert_eq!(e.target.and_then(|t| t.id).as_deref(), Some("x"));
-        assert_eq!(e.other.get("newField"), Some(&serde_json::json!([1])));
+        assert_eq!(e.target.as_ref().and_then(|t| t.id.as_deref()), Some("x"));
+        assert_eq!(e.other("newField"), Some("[1]"));
         assert_eq!(parse_entry("[1,2]"), Entry::default());
+    }
+
+    #[test]
+    fn ids_follow_the_documented_formula() {
+        let a = r#"{"taskId":"t", "requestTime":"2026-11-27T21:48:30.832Z"}"#;
+        let b = r#"{"requestTime":"2026-11-27T21:48:30.832Z","taskId":"u"}"#;
+        let ids = identify("acme", &raws(&[a, b, a, a]));
+        let (ca, cb) = (canonical(a).0, canonical(b).0);
+        assert_eq!(
+            ca,
+            r#"{"requestTime":"2026-11-27T21:48:30.832Z","taskId":"t"}"#
+        );
+        let mut h = Sha256::new();
+        h.update(format!("workday-activity-v1\nacme\n{ca}\n0"));
+        let by_hand: [u8; 32] = h.finalize().into();
+        assert_eq!(ids[0].id, by_hand);
+        assert_eq!(ids[1].id, event_id("acme", &cb, 0));
+        assert_eq!(ids[2].id, event_id("acme", &ca, 1));
+        assert_eq!(ids[3].id, event_id("acme", &ca, 2));
     }
 
     #[test]

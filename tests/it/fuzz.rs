@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 use workday_collector::config::Config;
-use workday_collector::workday::wire::{canonical, identify, parse_page};
+use workday_collector::workday::wire::{canonical, identify, parse_entry, parse_page};
 
 fn corpus(kind: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -207,8 +207,148 @@ fn seed_configs_never_panic_and_problems_name_their_key() {
     }
 }
 
+/// How entries were read before the borrowed reader: through a `serde_json::Value`. Returns the
+/// known fields (strings only), the target's fields, and every other field, or `None` when the
+/// text is not an object that parses into a `Value`.
+#[allow(clippy::type_complexity)]
+fn reference_entry(
+    raw: &str,
+) -> Option<(
+    Vec<Option<String>>,
+    Option<Vec<Option<String>>>,
+    serde_json::Map<String, serde_json::Value>,
+)> {
+    use serde_json::Value;
+    let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(raw) else {
+        return None;
+    };
+    fn take(map: &mut serde_json::Map<String, Value>, k: &str) -> Option<String> {
+        match map.remove(k) {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+    let target = match map.remove("target") {
+        Some(Value::Object(mut t)) => Some(vec![
+            take(&mut t, "descriptor"),
+            take(&mut t, "id"),
+            take(&mut t, "href"),
+        ]),
+        _ => None,
+    };
+    let known = KNOWN_FIELDS.iter().map(|k| take(&mut map, k)).collect();
+    Some((known, target, map))
+}
+
+const KNOWN_FIELDS: [&str; 9] = [
+    "requestTime",
+    "systemAccount",
+    "sessionId",
+    "ipAddress",
+    "userAgent",
+    "deviceType",
+    "taskId",
+    "taskDisplayName",
+    "activityAction",
+];
+
+/// Objects with Workday's field names (and others), any value, duplicates and all.
+fn entry_text() -> impl Strategy<Value = String> {
+    let key = prop::sample::select(vec![
+        "requestTime",
+        "systemAccount",
+        "sessionId",
+        "ipAddress",
+        "userAgent",
+        "deviceType",
+        "taskId",
+        "taskDisplayName",
+        "activityAction",
+        "target",
+        "descriptor",
+        "id",
+        "href",
+        "other",
+        "zeta",
+    ]);
+    let value = prop_oneof![
+        json_text(),
+        "[a-z]{0,4}(\\\\n|\\\\\"|\\\\u00e9)?[a-z]{0,3}".prop_map(|s| format!("\"{s}\"")),
+        prop::collection::vec(
+            (
+                prop::sample::select(vec!["descriptor", "id", "href", "x"]),
+                json_text()
+            ),
+            0..4
+        )
+        .prop_map(|f| {
+            let body: Vec<String> = f.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", body.join(","))
+        }),
+    ];
+    prop::collection::vec((key, value), 0..8).prop_map(|fields| {
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("\"{k}\" : {v}"))
+            .collect();
+        format!("{{ {} }}", body.join(",\n"))
+    })
+}
+
+fn assert_reads_like_a_value(text: &str) {
+    let e = parse_entry(text);
+    let Some((known, target, other)) = reference_entry(text) else {
+        return;
+    };
+    let got: Vec<Option<String>> = [
+        &e.request_time,
+        &e.system_account,
+        &e.session_id,
+        &e.ip_address,
+        &e.user_agent,
+        &e.device_type,
+        &e.task_id,
+        &e.task_display_name,
+        &e.activity_action,
+    ]
+    .iter()
+    .map(|f| f.as_deref().map(str::to_string))
+    .collect();
+    assert_eq!(got, known, "{text}");
+    let got_target = e.target.as_ref().map(|t| {
+        [&t.descriptor, &t.id, &t.href]
+            .iter()
+            .map(|f| f.as_deref().map(str::to_string))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(got_target, target, "{text}");
+    assert_eq!(e.other_map(), other, "{text}");
+    let keys: Vec<&str> = e.other.iter().map(|(k, _)| k.as_ref()).collect();
+    let want: Vec<&str> = other.keys().map(String::as_str).collect();
+    assert_eq!(keys, want, "{text}");
+}
+
+#[test]
+fn seed_entries_read_like_serde_json_values() {
+    for (_, bytes) in corpus("entry") {
+        assert_reads_like_a_value(String::from_utf8_lossy(&bytes).trim());
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn entries_read_like_serde_json_values(text in entry_text()) {
+        assert_reads_like_a_value(&text);
+    }
+
+    #[test]
+    fn mutated_entries_read_like_serde_json_values(
+        bytes in mutate(corpus("entry").into_iter().map(|(_, b)| b).collect())
+    ) {
+        assert_reads_like_a_value(&String::from_utf8_lossy(&bytes));
+    }
 
     #[test]
     fn canonical_form_equals_the_value_round_trip(text in json_text()) {
