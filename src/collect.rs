@@ -63,6 +63,13 @@ pub enum CollectError {
     },
 }
 
+/// A window being stored in the background.
+struct PendingStore {
+    w: Window,
+    pages: u64,
+    task: tokio::task::JoinHandle<anyhow::Result<crate::store::InsertOutcome>>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     pub from_ms: i64,
@@ -314,6 +321,9 @@ impl Collector {
         let windows = plan_windows(from, end, t.max_window);
         let mut next = 0;
         let mut last_progress = tokio::time::Instant::now();
+        // While a window is stored (ids, insert, commit), the next ones are still read: at most
+        // one store is under way, and each starts after the one before it finished.
+        let mut storing: Option<PendingStore> = None;
         while next < windows.len() {
             let mut split = None;
             let mut reads = stream::iter(windows[next..].iter().copied())
@@ -321,13 +331,25 @@ impl Collector {
                 .buffered(ahead);
             while let Some((w, read)) = reads.next().await {
                 next += 1;
-                match read? {
+                let read = match read {
+                    Ok(read) => read,
+                    Err(e) => {
+                        if let Some(p) = storing.take() {
+                            self.finish_store(p, &mut report).await?;
+                        }
+                        return Err(e);
+                    }
+                };
+                if let Some(p) = storing.take() {
+                    self.finish_store(p, &mut report).await?;
+                }
+                match read {
                     WindowRead::Split(parts) => {
                         split = Some((w, parts));
                         break;
                     }
                     WindowRead::Complete(entries, pages) => {
-                        self.store_window(w, entries, pages, &mut report).await?;
+                        storing = Some(self.start_store(w, entries, pages));
                     }
                 }
                 if backfilling && last_progress.elapsed() >= Duration::from_secs(5) {
@@ -343,6 +365,9 @@ impl Collector {
                 }
             }
             drop(reads);
+            if let Some(p) = storing.take() {
+                self.finish_store(p, &mut report).await?;
+            }
             if let Some((w, parts)) = split {
                 self.collect_parts(w, parts, &mut report).await?;
             }
@@ -395,26 +420,50 @@ impl Collector {
         pages: u64,
         report: &mut PollReport,
     ) -> Result<(), CollectError> {
-        report.pages += pages;
-        report.windows += 1;
+        let p = self.start_store(w, entries, pages);
+        self.finish_store(p, report).await
+    }
+
+    /// Starts storing a window (ids, insert and checkpoint in one transaction) in the
+    /// background; [`Self::finish_store`] waits for it and accounts for it.
+    fn start_store(&self, w: Window, entries: Vec<Box<RawValue>>, pages: u64) -> PendingStore {
         let tenant = self.tenant.name.clone();
         let collected_at = self.clock.now_ms();
-        let ids = wire::identify(&tenant, &entries);
-        // The entries' text moves into the events (no copy): a window is in memory once.
-        let events: Vec<NewEvent> = entries
-            .into_iter()
-            .zip(ids)
-            .map(|(raw, ident)| NewEvent {
-                id: ident.id,
-                request_time_ms: ident.request_time_ms,
-                raw: Box::<str>::from(raw).into_string(),
-            })
-            .collect();
-        let out = self
-            .store
-            .call(move |s| s.insert_window(&tenant, &events, collected_at, Some(w.to_ms)))
+        let store = self.store.clone();
+        let task = tokio::spawn(async move {
+            store
+                .call(move |s| {
+                    let ids = wire::identify(&tenant, &entries);
+                    // The entries' text moves into the events (no copy): a window is in
+                    // memory once.
+                    let events: Vec<NewEvent> = entries
+                        .into_iter()
+                        .zip(ids)
+                        .map(|(raw, ident)| NewEvent {
+                            id: ident.id,
+                            request_time_ms: ident.request_time_ms,
+                            raw: Box::<str>::from(raw).into_string(),
+                        })
+                        .collect();
+                    s.insert_window(&tenant, &events, collected_at, Some(w.to_ms))
+                })
+                .await
+        });
+        PendingStore { w, pages, task }
+    }
+
+    async fn finish_store(
+        &self,
+        p: PendingStore,
+        report: &mut PollReport,
+    ) -> Result<(), CollectError> {
+        let PendingStore { w, pages, task } = p;
+        let out = task
             .await
+            .map_err(|e| self.store_err(anyhow::anyhow!("storing a window failed: {e}")))?
             .map_err(|e| self.store_err(e))?;
+        report.pages += pages;
+        report.windows += 1;
         report.inserted += out.inserted;
         report.duplicates += out.duplicates;
         Stats::add(&self.stats.collected, out.inserted);
