@@ -48,10 +48,7 @@ impl<'a> Rendering<'a> {
 pub fn render(format: Format, ev: &StoredEvent, out: &mut Vec<u8>) {
     match format {
         Format::Raw => render_raw(ev, out),
-        Format::Ocsf => {
-            // Writing a Value into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *out, &ocsf::event(&Rendering::new(ev)));
-        }
+        Format::Ocsf => ocsf::write(&Rendering::new(ev), out),
         Format::Ecs => {
             let _ = serde_json::to_writer(&mut *out, &ecs::render(&Rendering::new(ev)));
         }

@@ -2,12 +2,11 @@
 //! docs/normalization.md; every event validates against the official schema (tests).
 
 use super::Rendering;
-use serde::Serialize;
 use serde_json::Value;
+use std::borrow::Cow;
 
 pub const OCSF_VERSION: &str = "1.5.0";
 const CLASS_UID: u64 = 6003;
-const CATEGORY_UID: u64 = 6;
 
 /// activityAction → (activity_id, activity_name).
 fn activity(action: Option<&str>) -> (u64, &'static str) {
@@ -28,153 +27,13 @@ fn device(kind: Option<&str>) -> Option<(u64, &'static str)> {
     }
 }
 
-#[derive(Serialize)]
-struct Name<'a> {
-    name: &'a str,
-}
-
-#[derive(Serialize)]
-struct Uid<'a> {
-    uid: &'a str,
-}
-
-#[derive(Serialize)]
-struct Actor<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<Name<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    session: Option<Uid<'a>>,
-    /// OCSF requires an actor; set when Workday sent no account or session.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    app_name: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-struct Endpoint<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ip: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    type_id: Option<u64>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-struct Api<'a> {
-    operation: &'a str,
-    service: Name<'static>,
-}
-
-#[derive(Serialize)]
-struct Product {
-    name: &'static str,
-    vendor_name: &'static str,
-    feature: Name<'static>,
-}
-
-#[derive(Serialize)]
-struct Metadata<'a> {
-    version: &'static str,
-    product: Product,
-    uid: &'a str,
-    tenant_uid: &'a str,
-    log_name: &'static str,
-    log_provider: &'static str,
-    logged_time: i64,
-    processed_time: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    event_code: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    original_time: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct HttpRequest<'a> {
-    user_agent: &'a str,
-}
-
-#[derive(Serialize)]
-struct Href<'a> {
-    href: &'a str,
-}
-
-#[derive(Serialize)]
-struct Resource<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uid: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<Href<'a>>,
-}
-
-/// An unmapped field's value: a string, or JSON as sent (written in canonical form).
-enum Unmapped<'a> {
-    Str(&'a str),
-    Json(&'a str),
-}
-
-/// Workday fields with no OCSF place, sorted by name.
-struct UnmappedFields<'a>(Vec<(&'a str, Unmapped<'a>)>);
-
-impl UnmappedFields<'_> {
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl Serialize for UnmappedFields<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            match v {
-                Unmapped::Str(v) => m.serialize_entry(k, v)?,
-                Unmapped::Json(raw) => {
-                    let canon = crate::workday::wire::canonical_value(raw);
-                    match serde_json::value::RawValue::from_string(canon) {
-                        Ok(v) => m.serialize_entry(k, &v)?,
-                        Err(_) => m.serialize_entry(k, &Value::Null)?,
-                    }
-                }
-            }
-        }
-        m.end()
-    }
-}
-
-/// One OCSF event; serialized straight to the output (no intermediate `Value`).
-#[derive(Serialize)]
-pub struct Event<'a> {
-    class_uid: u64,
-    class_name: &'static str,
-    category_uid: u64,
-    category_name: &'static str,
-    activity_id: u64,
-    activity_name: &'static str,
-    type_uid: u64,
-    type_name: &'static str,
-    severity_id: u64,
-    severity: &'static str,
-    time: i64,
-    actor: Actor<'a>,
-    api: Api<'a>,
-    src_endpoint: Endpoint<'a>,
-    metadata: Metadata<'a>,
-    raw_data: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    http_request: Option<HttpRequest<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resources: Option<[Resource<'a>; 1]>,
-    #[serde(skip_serializing_if = "UnmappedFields::is_empty")]
-    unmapped: UnmappedFields<'a>,
-}
-
-pub fn event<'a>(r: &'a Rendering<'_>) -> Event<'a> {
+/// Writes one OCSF event as a JSON object (no trailing newline) straight into `out`.
+///
+/// Hand-written rather than derived: this runs for every event a sink receives. Strings read
+/// from the entry without escapes are copied as they stand (they cannot hold anything that
+/// needs escaping); everything else goes through [`push_str`], which escapes as serde_json
+/// does (tested).
+pub fn write(r: &Rendering<'_>, out: &mut Vec<u8>) {
     let e = &r.entry;
     let (activity_id, activity_name) = activity(e.activity_action.as_deref());
     let type_name = match activity_id {
@@ -183,27 +42,126 @@ pub fn event<'a>(r: &'a Rendering<'_>) -> Event<'a> {
         _ => "API Activity: Other",
     };
     let time = e.request_time_ms.unwrap_or(r.event.collected_at_ms);
-    let user = e.system_account.as_deref().map(|name| Name { name });
-    let session = e.session_id.as_deref().map(|uid| Uid { uid });
-    let app_name = (user.is_none() && session.is_none()).then_some("Workday");
     let valid_ip = e
         .ip_address
-        .as_deref()
+        .as_ref()
         .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
     let device = device(e.device_type.as_deref());
-    let resources = e.target.as_ref().map(|t| {
-        let (uid, name) = (t.id.as_deref(), t.descriptor.as_deref());
-        [Resource {
-            uid,
-            name: if uid.is_none() && name.is_none() {
-                Some("unknown")
-            } else {
-                name
-            },
-            kind: "Workday object",
-            data: t.href.as_deref().map(|href| Href { href }),
-        }]
-    });
+
+    out.reserve(r.event.raw.len() * 2 + 900);
+    out.extend_from_slice(
+        b"{\"class_uid\":6003,\"class_name\":\"API Activity\",\"category_uid\":6,\
+          \"category_name\":\"Application Activity\",\"activity_id\":",
+    );
+    push_int(out, activity_id as i64);
+    out.extend_from_slice(b",\"activity_name\":\"");
+    out.extend_from_slice(activity_name.as_bytes());
+    out.extend_from_slice(b"\",\"type_uid\":");
+    push_int(out, (CLASS_UID * 100 + activity_id) as i64);
+    out.extend_from_slice(b",\"type_name\":\"");
+    out.extend_from_slice(type_name.as_bytes());
+    out.extend_from_slice(b"\",\"severity_id\":1,\"severity\":\"Informational\",\"time\":");
+    push_int(out, time);
+
+    // actor: OCSF requires one; app_name when Workday sent no account or session.
+    out.extend_from_slice(b",\"actor\":{");
+    let mut sep = "";
+    if let Some(name) = &e.system_account {
+        out.extend_from_slice(b"\"user\":{\"name\":");
+        push_cow(out, name);
+        out.push(b'}');
+        sep = ",";
+    }
+    if let Some(uid) = &e.session_id {
+        out.extend_from_slice(sep.as_bytes());
+        out.extend_from_slice(b"\"session\":{\"uid\":");
+        push_cow(out, uid);
+        out.push(b'}');
+        sep = ",";
+    }
+    if sep.is_empty() {
+        out.extend_from_slice(b"\"app_name\":\"Workday\"");
+    }
+
+    out.extend_from_slice(b"},\"api\":{\"operation\":");
+    match e.task_display_name.as_ref().or(e.task_id.as_ref()) {
+        Some(op) => push_cow(out, op),
+        None => out.extend_from_slice(b"\"unknown\""),
+    }
+    out.extend_from_slice(b",\"service\":{\"name\":\"Workday\"}},\"src_endpoint\":{");
+    match valid_ip {
+        Some(ip) => {
+            out.extend_from_slice(b"\"ip\":");
+            push_cow(out, ip);
+        }
+        None => out.extend_from_slice(b"\"name\":\"unknown\""),
+    }
+    if let Some((type_id, kind)) = device {
+        out.extend_from_slice(b",\"type_id\":");
+        push_int(out, type_id as i64);
+        out.extend_from_slice(b",\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.push(b'"');
+    }
+
+    out.extend_from_slice(b"},\"metadata\":{\"version\":\"");
+    out.extend_from_slice(OCSF_VERSION.as_bytes());
+    out.extend_from_slice(
+        b"\",\"product\":{\"name\":\"Workday\",\"vendor_name\":\"Workday\",\
+          \"feature\":{\"name\":\"User Activity Logging\"}},\"uid\":\"",
+    );
+    out.extend_from_slice(r.id_hex.as_bytes());
+    out.extend_from_slice(b"\",\"tenant_uid\":");
+    push_str(out, &r.event.tenant);
+    out.extend_from_slice(
+        b",\"log_name\":\"activityLogging\",\"log_provider\":\"workday-collector\",\"logged_time\":",
+    );
+    push_int(out, r.event.collected_at_ms);
+    out.extend_from_slice(b",\"processed_time\":");
+    push_int(out, r.event.collected_at_ms);
+    if let Some(code) = &e.task_id {
+        out.extend_from_slice(b",\"event_code\":");
+        push_cow(out, code);
+    }
+    if let Some(t) = &e.request_time {
+        out.extend_from_slice(b",\"original_time\":");
+        push_cow(out, t);
+    }
+    out.extend_from_slice(b"},\"raw_data\":");
+    push_str(out, &r.event.raw);
+
+    if let Some(ua) = &e.user_agent {
+        out.extend_from_slice(b",\"http_request\":{\"user_agent\":");
+        push_cow(out, ua);
+        out.push(b'}');
+    }
+    if let Some(t) = &e.target {
+        out.extend_from_slice(b",\"resources\":[{");
+        if let Some(uid) = &t.id {
+            out.extend_from_slice(b"\"uid\":");
+            push_cow(out, uid);
+            out.push(b',');
+        }
+        match &t.descriptor {
+            Some(name) => {
+                out.extend_from_slice(b"\"name\":");
+                push_cow(out, name);
+                out.push(b',');
+            }
+            None if t.id.is_none() => out.extend_from_slice(b"\"name\":\"unknown\","),
+            None => {}
+        }
+        out.extend_from_slice(b"\"type\":\"Workday object\"");
+        if let Some(href) = &t.href {
+            out.extend_from_slice(b",\"data\":{\"href\":");
+            push_cow(out, href);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"}]");
+    }
+
+    // Workday fields with no OCSF place, sorted by name (known fields never appear among
+    // `other`, whose keys are unique).
     let mut unmapped: Vec<(&str, Unmapped)> = Vec::with_capacity(3 + e.other.len());
     if let Some(d) = &e.device_type {
         unmapped.push(("deviceType", Unmapped::Str(d)));
@@ -211,74 +169,104 @@ pub fn event<'a>(r: &'a Rendering<'_>) -> Event<'a> {
     if let Some(a) = &e.activity_action {
         unmapped.push(("activityAction", Unmapped::Str(a)));
     }
-    if let Some(ip) = e.ip_address.as_deref().filter(|_| valid_ip.is_none()) {
+    if let Some(ip) = e.ip_address.as_ref().filter(|_| valid_ip.is_none()) {
         unmapped.push(("ipAddress", Unmapped::Str(ip)));
     }
     for (k, v) in &e.other {
         unmapped.push((k, Unmapped::Json(v)));
     }
-    // Known fields never appear among `other`, whose keys are unique: sorting is enough.
-    unmapped.sort_by(|a, b| a.0.cmp(b.0));
-    Event {
-        class_uid: CLASS_UID,
-        class_name: "API Activity",
-        category_uid: CATEGORY_UID,
-        category_name: "Application Activity",
-        activity_id,
-        activity_name,
-        type_uid: CLASS_UID * 100 + activity_id,
-        type_name,
-        severity_id: 1,
-        severity: "Informational",
-        time,
-        actor: Actor {
-            user,
-            session,
-            app_name,
-        },
-        api: Api {
-            operation: e
-                .task_display_name
-                .as_deref()
-                .or(e.task_id.as_deref())
-                .unwrap_or("unknown"),
-            service: Name { name: "Workday" },
-        },
-        src_endpoint: Endpoint {
-            ip: valid_ip,
-            name: valid_ip.is_none().then_some("unknown"),
-            type_id: device.map(|d| d.0),
-            kind: device.map(|d| d.1),
-        },
-        metadata: Metadata {
-            version: OCSF_VERSION,
-            product: Product {
-                name: "Workday",
-                vendor_name: "Workday",
-                feature: Name {
-                    name: "User Activity Logging",
-                },
-            },
-            uid: &r.id_hex,
-            tenant_uid: &r.event.tenant,
-            log_name: "activityLogging",
-            log_provider: "workday-collector",
-            logged_time: r.event.collected_at_ms,
-            processed_time: r.event.collected_at_ms,
-            event_code: e.task_id.as_deref(),
-            original_time: e.request_time.as_deref(),
-        },
-        raw_data: &r.event.raw,
-        http_request: e
-            .user_agent
-            .as_deref()
-            .map(|user_agent| HttpRequest { user_agent }),
-        resources,
-        unmapped: UnmappedFields(unmapped),
+    if !unmapped.is_empty() {
+        unmapped.sort_by(|a, b| a.0.cmp(b.0));
+        out.extend_from_slice(b",\"unmapped\":{");
+        for (i, (k, v)) in unmapped.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_str(out, k);
+            out.push(b':');
+            match v {
+                Unmapped::Str(s) => push_cow(out, s),
+                Unmapped::Json(raw) => {
+                    out.extend_from_slice(crate::workday::wire::canonical_value(raw).as_bytes())
+                }
+            }
+        }
+        out.push(b'}');
+    }
+    out.push(b'}');
+}
+
+/// An unmapped field's value: a string, or JSON as sent (written in canonical form).
+enum Unmapped<'a> {
+    Str(&'a Cow<'a, str>),
+    Json(&'a str),
+}
+
+fn push_int(out: &mut Vec<u8>, n: i64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// A string read from an entry: one without escapes in the entry needs none here.
+fn push_cow(out: &mut Vec<u8>, s: &Cow<'_, str>) {
+    match s {
+        Cow::Borrowed(s) => {
+            debug_assert!(!s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
+            out.push(b'"');
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'"');
+        }
+        Cow::Owned(s) => push_str(out, s),
     }
 }
 
+/// `s` as a JSON string, escaped byte for byte as serde_json does.
+pub fn push_str(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + bytes.len() / 8 + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc = ESCAPE[b as usize];
+        if esc == 0 {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match esc {
+            b'u' => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+            }
+            c => out.extend_from_slice(&[b'\\', c]),
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// For each byte: 0 when it stands as is, else the letter after the backslash (`u`: `\u00XX`).
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
 /// The event as a JSON value (for sinks that wrap events in an envelope).
 pub fn render(r: &Rendering<'_>) -> Value {
-    serde_json::to_value(event(r)).unwrap_or(Value::Null)
+    let mut out = Vec::new();
+    write(r, &mut out);
+    serde_json::from_slice(&out).unwrap_or(Value::Null)
 }

@@ -339,6 +339,15 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them(s in any::<String>(), t in "[\\x00-\\x7f]{0,40}") {
+        for s in [&s, &t] {
+            let mut out = Vec::new();
+            workday_collector::normalize::ocsf::push_str(&mut out, s);
+            prop_assert_eq!(String::from_utf8(out).expect("utf-8"), serde_json::to_string(s).expect("json"));
+        }
+    }
+
+    #[test]
     fn entries_read_like_serde_json_values(text in entry_text()) {
         assert_reads_like_a_value(&text);
     }
