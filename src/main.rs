@@ -9,12 +9,38 @@ use workday_collector::{bench, daemon, demo, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Run { .. } | Command::Bench { .. } | Command::Demo { .. }
+    ) {
+        limit_malloc_arenas();
+    }
     telemetry::init(cli.log_format, &cli.log_level);
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// glibc gives each thread that allocates its own malloc arena, which keeps freed window
+/// buffers: more memory, and measurably slower (docs/performance.md). The systemd unit sets
+/// `MALLOC_ARENA_MAX=2`; started any other way, the long-running commands set it themselves by
+/// running this binary again in the same process (same pid) with it set. An operator's own
+/// value is left alone.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        use std::os::unix::process::CommandExt;
+        if let Ok(exe) = std::env::current_exe() {
+            let err = std::process::Command::new(exe)
+                .args(std::env::args_os().skip(1))
+                .env("MALLOC_ARENA_MAX", "2")
+                .exec();
+            // Only returns on failure: carry on as we are.
+            eprintln!("note: could not restart with MALLOC_ARENA_MAX=2 ({err}); continuing");
         }
     }
 }
