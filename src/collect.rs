@@ -436,7 +436,7 @@ impl Collector {
                     let ids = wire::identify(&tenant, &entries);
                     // The entries' text moves into the events (no copy): a window is in
                     // memory once.
-                    let events: Vec<NewEvent> = entries
+                    let mut events: Vec<NewEvent> = entries
                         .into_iter()
                         .zip(ids)
                         .map(|(raw, ident)| NewEvent {
@@ -445,6 +445,12 @@ impl Collector {
                             raw: Box::<str>::from(raw).into_string(),
                         })
                         .collect();
+                    // Workday's pages come in no order. Stored in time order (as the dedup
+                    // index is), a window's inserts fill index pages one after another instead
+                    // of rewriting every page of the window's range in each transaction (a
+                    // third of all bytes written in a backfill), and sinks receive each
+                    // window in time order.
+                    events.sort_unstable_by_key(|e| (e.request_time_ms.unwrap_or(0), e.id));
                     s.insert_window(&tenant, &events, collected_at, Some(w.to_ms))
                 })
                 .await

@@ -823,7 +823,9 @@ fn answer_activity(
 
     // Unordered, but the same order for the same query, so offsets page consistently.
     let qkey = mix(from as u64 ^ mix(to as u64) ^ s.cfg.dataset.seed);
-    hits.sort_unstable_by_key(|e| mix(e.content ^ qkey ^ e.time_ms as u64 ^ mix(e.visible_ms as u64)));
+    hits.sort_unstable_by_key(|e| {
+        mix(e.content ^ qkey ^ e.time_ms as u64 ^ mix(e.visible_ms as u64))
+    });
     let total = hits.len() as u64;
     let cap = crate::workday::ENTRY_CAP.saturating_mul(instances);
     let reachable = total.min(cap);

@@ -35,6 +35,8 @@ pub const PAGE_SIZE: i64 = 16_384;
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Turns for the busy writers of this database file in this process (see [`Turns`]).
+    turns: Arc<Turns>,
 }
 
 /// One event ready to store.
@@ -112,6 +114,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            turns: Turns::for_path(path),
         };
         store.prepare(verify).with_context(|| {
             format!(
@@ -129,6 +132,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: PathBuf::from(":memory:"),
+            turns: Arc::new(Turns::default()),
         };
         store.prepare(false)?;
         Ok(store)
@@ -193,7 +197,13 @@ impl Store {
 
     // ---- events ---------------------------------------------------------------------------
 
-    /// Stores a window's events and, in the same transaction, moves the tenant's checkpoint.
+    /// Stores a window's events and moves the tenant's checkpoint with the last of them.
+    ///
+    /// The events go in transactions of at most [`INSERT_CHUNK`], so a sink's forwarder waits
+    /// for one chunk, not a whole window, before it can move its cursor (each takes its turn,
+    /// see [`Turns`]). The checkpoint moves only in the last one: a crash part-way leaves some
+    /// of the window stored and the checkpoint before it, and the next poll reads the window
+    /// again (what is stored already counts as a duplicate).
     pub fn insert_window(
         &mut self,
         tenant: &str,
@@ -201,55 +211,76 @@ impl Store {
         collected_at_ms: i64,
         checkpoint_ms: Option<i64>,
     ) -> Result<InsertOutcome> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut outcome = InsertOutcome::default();
-        let covered: Option<i64> = tx
-            .query_row(
-                "SELECT collected_until_ms FROM checkpoints WHERE tenant = ?1",
-                params![tenant],
-                |r| r.get(0),
-            )
-            .optional()?
-            .flatten();
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO events (id, tenant, time_ms, collected_at_ms, raw, dedup_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for e in events {
-                let time_ms = e.request_time_ms.unwrap_or(collected_at_ms);
-                let n = stmt.execute(params![
-                    &e.id[..],
-                    tenant,
-                    time_ms,
-                    collected_at_ms,
-                    e.raw,
-                    e.request_time_ms.unwrap_or(0),
-                ])?;
-                if n == 1 {
-                    outcome.inserted += 1;
-                    if covered.is_some_and(|c| time_ms < c) {
-                        outcome.late_delays_ms.push(collected_at_ms - time_ms);
+        let mut covered: Option<Option<i64>> = None;
+        // An empty window is one (empty) chunk: it still moves the checkpoint.
+        let chunks = events.len().div_ceil(INSERT_CHUNK).max(1);
+        for k in 0..chunks {
+            let chunk = &events[(k * INSERT_CHUNK).min(events.len())..]
+                [..INSERT_CHUNK.min(events.len().saturating_sub(k * INSERT_CHUNK))];
+            let last = k + 1 == chunks;
+            // Only the last chunk's commit waits for the disk (it carries the checkpoint, and
+            // its fsync of the log covers the chunks before it, which were written to the log
+            // first). A chunk lost to a power cut before then is read again, as the checkpoint
+            // did not move; and a sink's cursor commit (synchronous) covers every chunk before
+            // it in the log, so nothing delivered can vanish from the database.
+            self.conn
+                .pragma_update(None, "synchronous", if last { "FULL" } else { "NORMAL" })?;
+            let turns = self.turns.clone();
+            let _turn = turns.take();
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if covered.is_none() {
+                covered = Some(
+                    tx.query_row(
+                        "SELECT collected_until_ms FROM checkpoints WHERE tenant = ?1",
+                        params![tenant],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .flatten(),
+                );
+            }
+            let covered = covered.flatten();
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO events (id, tenant, time_ms, collected_at_ms, raw, dedup_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for e in chunk {
+                    let time_ms = e.request_time_ms.unwrap_or(collected_at_ms);
+                    let n = stmt.execute(params![
+                        &e.id[..],
+                        tenant,
+                        time_ms,
+                        collected_at_ms,
+                        e.raw,
+                        e.request_time_ms.unwrap_or(0),
+                    ])?;
+                    if n == 1 {
+                        outcome.inserted += 1;
+                        if covered.is_some_and(|c| time_ms < c) {
+                            outcome.late_delays_ms.push(collected_at_ms - time_ms);
+                        }
+                    } else {
+                        outcome.duplicates += 1;
                     }
-                } else {
-                    outcome.duplicates += 1;
                 }
             }
-        }
-        if let Some(cp) = checkpoint_ms {
-            let n = tx.execute(
-                "UPDATE checkpoints SET collected_until_ms = max(coalesce(collected_until_ms, ?2), ?2),
-                        updated_at_ms = ?3
-                 WHERE tenant = ?1",
-                params![tenant, cp, collected_at_ms],
-            )?;
-            if n != 1 {
-                bail!("tenant {tenant} has no checkpoint row; init_checkpoint must run first");
+            if let (true, Some(cp)) = (last, checkpoint_ms) {
+                let n = tx.execute(
+                    "UPDATE checkpoints SET collected_until_ms = max(coalesce(collected_until_ms, ?2), ?2),
+                            updated_at_ms = ?3
+                     WHERE tenant = ?1",
+                    params![tenant, cp, collected_at_ms],
+                )?;
+                if n != 1 {
+                    bail!("tenant {tenant} has no checkpoint row; init_checkpoint must run first");
+                }
             }
+            tx.commit()?;
         }
-        tx.commit()?;
         Ok(outcome)
     }
 
@@ -364,6 +395,7 @@ impl Store {
 
     /// Moves a sink's cursor after it acknowledged everything up to `seq`.
     pub fn advance_sink(&mut self, sink: &str, cursor: SinkCursor, now_ms: i64) -> Result<()> {
+        let _turn = self.turns.take();
         upsert_cursor(&self.conn, sink, cursor, now_ms)
     }
 
@@ -375,6 +407,8 @@ impl Store {
         dead: &[(StoredEvent, String)],
         now_ms: i64,
     ) -> Result<()> {
+        let turns = self.turns.clone();
+        let _turn = turns.take();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -715,6 +749,63 @@ impl Store {
 }
 
 /// Writes a sink's cursor (and committed file length); a transaction derefs to a connection.
+/// Events per insert transaction (see [`Store::insert_window`]).
+pub const INSERT_CHUNK: usize = 1000;
+
+/// First come, first served turns at writing one database file, for the writers that write
+/// often (window inserts, sink cursors) in this process. SQLite's write lock is not fair: a
+/// collector committing chunk after chunk would take it again at once, and a forwarder polling
+/// for it could wait for the whole backfill. Other writers (and other processes) rely on the
+/// busy handler alone.
+#[derive(Default)]
+pub struct Turns {
+    /// (next ticket to hand out, ticket being served)
+    tickets: Mutex<(u64, u64)>,
+    turn: std::sync::Condvar,
+}
+
+/// A writer's turn; the next one's begins when it is dropped.
+pub struct Turn<'a>(&'a Turns);
+
+impl Turns {
+    /// The turns of the database at `path` (one set per file in this process).
+    fn for_path(path: &Path) -> Arc<Turns> {
+        static ALL: Mutex<Vec<(PathBuf, std::sync::Weak<Turns>)>> = Mutex::new(Vec::new());
+        let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut all = ALL.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|(_, t)| t.strong_count() > 0);
+        if let Some(t) = all
+            .iter()
+            .find(|(p, _)| *p == key)
+            .and_then(|(_, t)| t.upgrade())
+        {
+            return t;
+        }
+        let t = Arc::new(Turns::default());
+        all.push((key, Arc::downgrade(&t)));
+        t
+    }
+
+    /// Waits for this caller's turn.
+    pub fn take(&self) -> Turn<'_> {
+        let mut t = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = t.0;
+        t.0 += 1;
+        while t.1 != mine {
+            t = self.turn.wait(t).unwrap_or_else(|e| e.into_inner());
+        }
+        Turn(self)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut t = self.0.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        t.1 += 1;
+        self.0.turn.notify_all();
+    }
+}
+
 /// SQLite's busy handler: `tries` earlier calls for this lock; false gives up (SQLITE_BUSY).
 fn wait_for_lock(tries: i32) -> bool {
     if tries >= BUSY_TRIES {
@@ -818,6 +909,76 @@ mod tests {
             request_time_ms: Some(time_ms),
             raw: format!("{{\"n\":{n}}}"),
         }
+    }
+
+    #[test]
+    fn a_window_larger_than_a_chunk_is_stored_whole_and_moves_the_checkpoint_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Store::open(&dir.path().join("db")).expect("open");
+        s.init_checkpoint("acme", 0, 1).expect("init");
+        let n = INSERT_CHUNK * 2 + 17;
+        let events: Vec<NewEvent> = (0..n as u32)
+            .map(|i| NewEvent {
+                id: *sha_id(i),
+                request_time_ms: Some(1000 + i as i64),
+                raw: format!("{{\"n\":{i}}}"),
+            })
+            .collect();
+        let out = s
+            .insert_window("acme", &events, 50_000, Some(40_000))
+            .expect("insert");
+        assert_eq!((out.inserted, out.duplicates), (n as u64, 0));
+        assert_eq!(s.count_events().expect("count"), n as i64);
+        let cp = s.checkpoint("acme").expect("cp").expect("row");
+        assert_eq!(cp.collected_until_ms, Some(40_000));
+        // Read again (with one new event): the rest are duplicates, in every chunk.
+        let mut again = events.clone();
+        again.push(NewEvent {
+            id: *sha_id(n as u32),
+            request_time_ms: Some(39_000),
+            raw: "{}".into(),
+        });
+        let out = s
+            .insert_window("acme", &again, 60_000, Some(50_000))
+            .expect("again");
+        assert_eq!((out.inserted, out.duplicates), (1, n as u64));
+        assert_eq!(out.late_delays_ms, vec![21_000]);
+        // An empty window still moves the checkpoint.
+        s.insert_window("acme", &[], 70_000, Some(60_000))
+            .expect("empty");
+        let cp = s.checkpoint("acme").expect("cp").expect("row");
+        assert_eq!(cp.collected_until_ms, Some(60_000));
+    }
+
+    #[test]
+    fn writers_of_one_file_share_first_come_first_served_turns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let a = Store::open(&path).expect("a");
+        let b = Store::open(&path).expect("b");
+        let other = Store::open(&dir.path().join("other")).expect("other");
+        assert!(Arc::ptr_eq(&a.turns, &b.turns));
+        assert!(!Arc::ptr_eq(&a.turns, &other.turns));
+        // Three writers queue behind a held turn and are served in the order they came.
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let held = a.turns.take();
+        let mut threads = Vec::new();
+        for i in 0..3 {
+            let (turns, order) = (b.turns.clone(), order.clone());
+            threads.push(std::thread::spawn(move || {
+                let _t = turns.take();
+                order.lock().expect("order").push(i);
+            }));
+            // Each has taken its ticket before the next starts.
+            while a.turns.tickets.lock().expect("tickets").0 < i + 2 {
+                std::thread::yield_now();
+            }
+        }
+        drop(held);
+        for t in threads {
+            t.join().expect("join");
+        }
+        assert_eq!(*order.lock().expect("order"), vec![0, 1, 2]);
     }
 
     #[test]
