@@ -63,6 +63,9 @@ pub enum CollectError {
     },
 }
 
+/// A window's events being worked out in the background.
+type Identifying = tokio::task::JoinHandle<Vec<NewEvent>>;
+
 /// A window being stored in the background.
 struct PendingStore {
     w: Window,
@@ -340,16 +343,23 @@ impl Collector {
                         return Err(e);
                     }
                 };
+                // A complete window's ids are worked out while the one before is inserted.
+                let read = match read {
+                    WindowRead::Complete(entries, pages) => {
+                        Ok((self.identify_window(entries), pages))
+                    }
+                    WindowRead::Split(parts) => Err(parts),
+                };
                 if let Some(p) = storing.take() {
                     self.finish_store(p, &mut report).await?;
                 }
                 match read {
-                    WindowRead::Split(parts) => {
+                    Err(parts) => {
                         split = Some((w, parts));
                         break;
                     }
-                    WindowRead::Complete(entries, pages) => {
-                        storing = Some(self.start_store(w, entries, pages));
+                    Ok((events, pages)) => {
+                        storing = Some(self.start_store(w, events, pages));
                     }
                 }
                 if backfilling && last_progress.elapsed() >= Duration::from_secs(5) {
@@ -420,39 +430,47 @@ impl Collector {
         pages: u64,
         report: &mut PollReport,
     ) -> Result<(), CollectError> {
-        let p = self.start_store(w, entries, pages);
+        let events = self.identify_window(entries);
+        let p = self.start_store(w, events, pages);
         self.finish_store(p, report).await
     }
 
-    /// Starts storing a window (ids, insert and checkpoint in one transaction) in the
+    /// Starts working out a complete window's events (ids, time order) on the blocking pool.
+    fn identify_window(&self, entries: Vec<Box<RawValue>>) -> Identifying {
+        let tenant = self.tenant.name.clone();
+        tokio::task::spawn_blocking(move || {
+            let ids = wire::identify(&tenant, &entries);
+            // The entries' text moves into the events (no copy): a window is in memory once.
+            let mut events: Vec<NewEvent> = entries
+                .into_iter()
+                .zip(ids)
+                .map(|(raw, ident)| NewEvent {
+                    id: ident.id,
+                    request_time_ms: ident.request_time_ms,
+                    raw: Box::<str>::from(raw).into_string(),
+                })
+                .collect();
+            // Workday's pages come in no order. Stored in time order (as the dedup index is),
+            // a window's inserts fill index pages one after another instead of rewriting every
+            // page of the window's range in each transaction (a third of all bytes written in
+            // a backfill), and sinks receive each window in time order.
+            events.sort_unstable_by_key(|e| (e.request_time_ms.unwrap_or(0), e.id));
+            events
+        })
+    }
+
+    /// Starts storing a window (its events, then the checkpoint that covers it) in the
     /// background; [`Self::finish_store`] waits for it and accounts for it.
-    fn start_store(&self, w: Window, entries: Vec<Box<RawValue>>, pages: u64) -> PendingStore {
+    fn start_store(&self, w: Window, events: Identifying, pages: u64) -> PendingStore {
         let tenant = self.tenant.name.clone();
         let collected_at = self.clock.now_ms();
         let store = self.store.clone();
         let task = tokio::spawn(async move {
+            let events = events
+                .await
+                .map_err(|e| anyhow::anyhow!("working out a window's ids failed: {e}"))?;
             store
-                .call(move |s| {
-                    let ids = wire::identify(&tenant, &entries);
-                    // The entries' text moves into the events (no copy): a window is in
-                    // memory once.
-                    let mut events: Vec<NewEvent> = entries
-                        .into_iter()
-                        .zip(ids)
-                        .map(|(raw, ident)| NewEvent {
-                            id: ident.id,
-                            request_time_ms: ident.request_time_ms,
-                            raw: Box::<str>::from(raw).into_string(),
-                        })
-                        .collect();
-                    // Workday's pages come in no order. Stored in time order (as the dedup
-                    // index is), a window's inserts fill index pages one after another instead
-                    // of rewriting every page of the window's range in each transaction (a
-                    // third of all bytes written in a backfill), and sinks receive each
-                    // window in time order.
-                    events.sort_unstable_by_key(|e| (e.request_time_ms.unwrap_or(0), e.id));
-                    s.insert_window(&tenant, &events, collected_at, Some(w.to_ms))
-                })
+                .call(move |s| s.insert_window(&tenant, &events, collected_at, Some(w.to_ms)))
                 .await
         });
         PendingStore { w, pages, task }

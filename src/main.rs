@@ -49,9 +49,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     // Few blocking threads: database calls are serialized per connection anyway, and every
     // extra thread can grow its own glibc malloc arena that keeps freed window buffers
     // (measured: peak RSS of a 1M-event backfill 105 MB with tokio's default of 512, see
-    // docs/performance.md).
+    // docs/performance.md). Four: a window's inserts, the next window's ids, and a sink's
+    // reads and cursor commits all run at once during a backfill.
     Ok(tokio::runtime::Builder::new_multi_thread()
-        .max_blocking_threads(2)
+        .max_blocking_threads(4)
         .enable_all()
         .build()?)
 }

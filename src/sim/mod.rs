@@ -357,7 +357,7 @@ impl SimHandle {
             .data
             .matching(from_ms, to_ms, s.cfg.to_inclusive, now)
             .into_iter()
-            .map(|i| s.data.render(&s.data.events[i as usize]))
+            .map(|i| s.data.rendered(i).to_string())
             .collect();
         if let Ok(own) = s.own.lock() {
             out.extend(
@@ -779,16 +779,18 @@ fn answer_activity(
     }
 
     let logging = !s.faults.logging_disabled.load(Ordering::SeqCst);
-    let mut hits: Vec<SimEvent> = s
+    // Each hit with its index in the dataset (None: an entry about the collector's own polling).
+    let mut hits: Vec<(SimEvent, Option<u32>)> = s
         .data
         .matching(from, to, s.cfg.to_inclusive, now)
         .into_iter()
-        .map(|i| s.data.events[i as usize])
+        .map(|i| (s.data.events[i as usize], Some(i)))
         .collect();
     if let Ok(own) = s.own.lock() {
         hits.extend(
             own.iter()
-                .filter(|e| in_bounds(e, from, to, s.cfg.to_inclusive, now)),
+                .filter(|e| in_bounds(e, from, to, s.cfg.to_inclusive, now))
+                .map(|e| (*e, None)),
         );
     }
     if !logging {
@@ -823,7 +825,7 @@ fn answer_activity(
 
     // Unordered, but the same order for the same query, so offsets page consistently.
     let qkey = mix(from as u64 ^ mix(to as u64) ^ s.cfg.dataset.seed);
-    hits.sort_unstable_by_key(|e| {
+    hits.sort_unstable_by_key(|(e, _)| {
         mix(e.content ^ qkey ^ e.time_ms as u64 ^ mix(e.visible_ms as u64))
     });
     let total = hits.len() as u64;
@@ -836,11 +838,14 @@ fn answer_activity(
         "{{\"total\":{},\"data\":[",
         if s.cfg.total_capped { reachable } else { total }
     ));
-    for (i, e) in hits[start..end].iter().enumerate() {
+    for (i, (e, index)) in hits[start..end].iter().enumerate() {
         if i > 0 {
             body.push(',');
         }
-        body.push_str(&s.data.render(e));
+        match index {
+            Some(k) => body.push_str(s.data.rendered(*k)),
+            None => body.push_str(&s.data.render(e)),
+        }
     }
     body.push_str("]}");
     if take(&s.faults.truncate_next) {

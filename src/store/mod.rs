@@ -290,23 +290,21 @@ impl Store {
             "SELECT seq, id, tenant, collected_at_ms, raw FROM events
              WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![after_seq, limit as i64], |r| {
-            let id: Vec<u8> = r.get(1)?;
-            Ok((r.get(0)?, id, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, id, tenant, collected_at_ms, raw) = row?;
-            let id: [u8; 32] = id
-                .as_slice()
+        let mut rows = stmt.query(params![after_seq, limit as i64])?;
+        let mut out = Vec::with_capacity(limit.min(4096));
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            let id: [u8; 32] = r
+                .get_ref(1)?
+                .as_blob()?
                 .try_into()
                 .with_context(|| format!("event {seq} has a malformed id"))?;
             out.push(StoredEvent {
                 seq,
                 id,
-                tenant,
-                collected_at_ms,
-                raw,
+                tenant: r.get(2)?,
+                collected_at_ms: r.get(3)?,
+                raw: r.get(4)?,
             });
         }
         Ok(out)
