@@ -49,9 +49,7 @@ pub fn render(format: Format, ev: &StoredEvent, out: &mut Vec<u8>) {
     match format {
         Format::Raw => render_raw(ev, out),
         Format::Ocsf => ocsf::write(&Rendering::new(ev), out),
-        Format::Ecs => {
-            let _ = serde_json::to_writer(&mut *out, &ecs::render(&Rendering::new(ev)));
-        }
+        Format::Ecs => ecs::write(&Rendering::new(ev), out),
     }
 }
 
