@@ -69,8 +69,9 @@ pub fn passes(filter: &Filter, raw: &str) -> bool {
         return true;
     }
     let e = parse_entry(raw);
-    let field = |v: &Option<std::borrow::Cow<str>>| v.as_deref().unwrap_or_default().to_string();
-    let check = |include: &[String], exclude: &[String], value: &str| {
+    // A missing field is matched as "".
+    let check = |include: &[String], exclude: &[String], value: Option<&str>| {
+        let value = value.unwrap_or_default();
         (include.is_empty() || include.iter().any(|p| glob_match(p, value)))
             && !exclude.iter().any(|p| glob_match(p, value))
     };
@@ -84,15 +85,15 @@ pub fn passes(filter: &Filter, raw: &str) -> bool {
     check(
         &filter.include_activity_actions,
         &filter.exclude_activity_actions,
-        &field(&e.activity_action),
+        e.activity_action.as_deref(),
     ) && check(
         &filter.include_system_accounts,
         &filter.exclude_system_accounts,
-        &field(&e.system_account),
+        e.system_account.as_deref(),
     ) && check(
         &filter.include_task_display_names,
         &filter.exclude_task_display_names,
-        &field(&e.task_display_name),
+        e.task_display_name.as_deref(),
     )
 }
 

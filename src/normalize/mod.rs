@@ -21,10 +21,14 @@ pub const SOURCE: &str = "workday.activity";
 
 /// An event id as 64 lowercase hex digits.
 pub fn id_hex(id: &[u8; 32]) -> String {
+    String::from_utf8_lossy(&id_hex_digits(id)).into_owned()
+}
+
+fn id_hex_digits(id: &[u8; 32]) -> [u8; 64] {
     let mut buf = [0u8; 64];
     // 32 bytes always fit 64 hex digits, which are ASCII.
     let _ = hex::encode_to_slice(id, &mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
+    buf
 }
 
 /// What the structured renderings read: the stored event and its parsed entry.
@@ -66,17 +70,74 @@ pub fn render_value(format: Format, ev: &StoredEvent) -> serde_json::Value {
     }
 }
 
-fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    // Writing a &str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
+/// Writes a string that needs no escaping (checked in debug builds): one read from JSON
+/// without escape sequences, which cannot hold a quote, a backslash or a control character.
+pub(crate) fn push_plain_str(out: &mut Vec<u8>, s: &str) {
+    debug_assert!(!s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
 }
+
+/// A string read from an entry: one without escapes in the entry needs none here.
+// The Cow itself is the point: borrowed means "had no escapes".
+#[allow(clippy::ptr_arg)]
+pub(crate) fn push_cow_str(out: &mut Vec<u8>, s: &std::borrow::Cow<'_, str>) {
+    match s {
+        std::borrow::Cow::Borrowed(s) => push_plain_str(out, s),
+        std::borrow::Cow::Owned(s) => push_json_str(out, s),
+    }
+}
+
+/// `s` as a JSON string, escaped byte for byte as serde_json does.
+pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + bytes.len() / 8 + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc = ESCAPE[b as usize];
+        if esc == 0 {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match esc {
+            b'u' => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+            }
+            c => out.extend_from_slice(&[b'\\', c]),
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// For each byte: 0 when it stands as is, else the letter after the backslash (`u`: `\u00XX`).
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
 
 fn render_raw(ev: &StoredEvent, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"id\":\"");
-    let mut hex_buf = [0u8; 64];
-    // 32 bytes always fit 64 hex digits.
-    let _ = hex::encode_to_slice(ev.id, &mut hex_buf);
-    out.extend_from_slice(&hex_buf);
+    out.extend_from_slice(&id_hex_digits(&ev.id));
     out.extend_from_slice(b"\",\"tenant\":");
     push_json_str(out, &ev.tenant);
     out.extend_from_slice(b",\"source\":\"");

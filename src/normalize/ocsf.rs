@@ -1,7 +1,7 @@
 //! OCSF API Activity (class 6003), schema version [`OCSF_VERSION`]. The mapping is tabled in
 //! docs/normalization.md; every event validates against the official schema (tests).
 
-use super::Rendering;
+use super::{push_cow_str, push_json_str, Rendering};
 use serde_json::Value;
 use std::borrow::Cow;
 
@@ -68,14 +68,14 @@ pub fn write(r: &Rendering<'_>, out: &mut Vec<u8>) {
     let mut sep = "";
     if let Some(name) = &e.system_account {
         out.extend_from_slice(b"\"user\":{\"name\":");
-        push_cow(out, name);
+        push_cow_str(out, name);
         out.push(b'}');
         sep = ",";
     }
     if let Some(uid) = &e.session_id {
         out.extend_from_slice(sep.as_bytes());
         out.extend_from_slice(b"\"session\":{\"uid\":");
-        push_cow(out, uid);
+        push_cow_str(out, uid);
         out.push(b'}');
         sep = ",";
     }
@@ -85,14 +85,14 @@ pub fn write(r: &Rendering<'_>, out: &mut Vec<u8>) {
 
     out.extend_from_slice(b"},\"api\":{\"operation\":");
     match e.task_display_name.as_ref().or(e.task_id.as_ref()) {
-        Some(op) => push_cow(out, op),
+        Some(op) => push_cow_str(out, op),
         None => out.extend_from_slice(b"\"unknown\""),
     }
     out.extend_from_slice(b",\"service\":{\"name\":\"Workday\"}},\"src_endpoint\":{");
     match valid_ip {
         Some(ip) => {
             out.extend_from_slice(b"\"ip\":");
-            push_cow(out, ip);
+            push_cow_str(out, ip);
         }
         None => out.extend_from_slice(b"\"name\":\"unknown\""),
     }
@@ -112,7 +112,7 @@ pub fn write(r: &Rendering<'_>, out: &mut Vec<u8>) {
     );
     out.extend_from_slice(r.id_hex.as_bytes());
     out.extend_from_slice(b"\",\"tenant_uid\":");
-    push_str(out, &r.event.tenant);
+    push_json_str(out, &r.event.tenant);
     out.extend_from_slice(
         b",\"log_name\":\"activityLogging\",\"log_provider\":\"workday-collector\",\"logged_time\":",
     );
@@ -121,31 +121,31 @@ pub fn write(r: &Rendering<'_>, out: &mut Vec<u8>) {
     push_int(out, r.event.collected_at_ms);
     if let Some(code) = &e.task_id {
         out.extend_from_slice(b",\"event_code\":");
-        push_cow(out, code);
+        push_cow_str(out, code);
     }
     if let Some(t) = &e.request_time {
         out.extend_from_slice(b",\"original_time\":");
-        push_cow(out, t);
+        push_cow_str(out, t);
     }
     out.extend_from_slice(b"},\"raw_data\":");
-    push_str(out, &r.event.raw);
+    push_json_str(out, &r.event.raw);
 
     if let Some(ua) = &e.user_agent {
         out.extend_from_slice(b",\"http_request\":{\"user_agent\":");
-        push_cow(out, ua);
+        push_cow_str(out, ua);
         out.push(b'}');
     }
     if let Some(t) = &e.target {
         out.extend_from_slice(b",\"resources\":[{");
         if let Some(uid) = &t.id {
             out.extend_from_slice(b"\"uid\":");
-            push_cow(out, uid);
+            push_cow_str(out, uid);
             out.push(b',');
         }
         match &t.descriptor {
             Some(name) => {
                 out.extend_from_slice(b"\"name\":");
-                push_cow(out, name);
+                push_cow_str(out, name);
                 out.push(b',');
             }
             None if t.id.is_none() => out.extend_from_slice(b"\"name\":\"unknown\","),
@@ -154,7 +154,7 @@ pub fn write(r: &Rendering<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\"type\":\"Workday object\"");
         if let Some(href) = &t.href {
             out.extend_from_slice(b",\"data\":{\"href\":");
-            push_cow(out, href);
+            push_cow_str(out, href);
             out.push(b'}');
         }
         out.extend_from_slice(b"}]");
@@ -182,10 +182,10 @@ pub fn write(r: &Rendering<'_>, out: &mut Vec<u8>) {
             if i > 0 {
                 out.push(b',');
             }
-            push_str(out, k);
+            push_json_str(out, k);
             out.push(b':');
             match v {
-                Unmapped::Str(s) => push_cow(out, s),
+                Unmapped::Str(s) => push_cow_str(out, s),
                 Unmapped::Json(raw) => {
                     out.extend_from_slice(crate::workday::wire::canonical_value(raw).as_bytes())
                 }
@@ -205,66 +205,6 @@ enum Unmapped<'a> {
 fn push_int(out: &mut Vec<u8>, n: i64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
-
-/// A string read from an entry: one without escapes in the entry needs none here.
-// The Cow itself is the point: borrowed means "had no escapes".
-#[allow(clippy::ptr_arg)]
-fn push_cow(out: &mut Vec<u8>, s: &Cow<'_, str>) {
-    match s {
-        Cow::Borrowed(s) => {
-            debug_assert!(!s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
-            out.push(b'"');
-            out.extend_from_slice(s.as_bytes());
-            out.push(b'"');
-        }
-        Cow::Owned(s) => push_str(out, s),
-    }
-}
-
-/// `s` as a JSON string, escaped byte for byte as serde_json does.
-pub fn push_str(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + bytes.len() / 8 + 2);
-    out.push(b'"');
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc = ESCAPE[b as usize];
-        if esc == 0 {
-            continue;
-        }
-        out.extend_from_slice(&bytes[start..i]);
-        match esc {
-            b'u' => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(b >> 4) as usize]);
-                out.push(HEX[(b & 0xf) as usize]);
-            }
-            c => out.extend_from_slice(&[b'\\', c]),
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
-}
-
-/// For each byte: 0 when it stands as is, else the letter after the backslash (`u`: `\u00XX`).
-const ESCAPE: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = b'u';
-        i += 1;
-    }
-    t[0x08] = b'b';
-    t[0x09] = b't';
-    t[0x0a] = b'n';
-    t[0x0c] = b'f';
-    t[0x0d] = b'r';
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    t
-};
 
 /// The event as a JSON value (for sinks that wrap events in an envelope).
 pub fn render(r: &Rendering<'_>) -> Value {

@@ -67,19 +67,6 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// A batch of `lines` rendering `events` (one each, in order).
-    pub fn from_lines<L: AsRef<[u8]>>(
-        lines: &[L],
-        events: Vec<crate::store::StoredEvent>,
-    ) -> Batch {
-        let mut b = Batch::with_capacity(lines.iter().map(|l| l.as_ref().len() + 1).sum());
-        for l in lines {
-            b.push_line(|out| out.extend_from_slice(l.as_ref()));
-        }
-        b.events = events;
-        b
-    }
-
     pub fn with_capacity(bytes: usize) -> Batch {
         Batch {
             text: Vec::with_capacity(bytes),

@@ -214,11 +214,12 @@ impl Store {
         let mut outcome = InsertOutcome::default();
         let mut covered: Option<Option<i64>> = None;
         // An empty window is one (empty) chunk: it still moves the checkpoint.
-        let chunks = events.len().div_ceil(INSERT_CHUNK).max(1);
-        for k in 0..chunks {
-            let chunk = &events[(k * INSERT_CHUNK).min(events.len())..]
-                [..INSERT_CHUNK.min(events.len().saturating_sub(k * INSERT_CHUNK))];
-            let last = k + 1 == chunks;
+        let mut chunks: Vec<&[NewEvent]> = events.chunks(INSERT_CHUNK).collect();
+        if chunks.is_empty() {
+            chunks.push(&[]);
+        }
+        for (k, &chunk) in chunks.iter().enumerate() {
+            let last = k + 1 == chunks.len();
             // Only the last chunk's commit waits for the disk (it carries the checkpoint, and
             // its fsync of the log covers the chunks before it, which were written to the log
             // first). A chunk lost to a power cut before then is read again, as the checkpoint

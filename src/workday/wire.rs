@@ -150,24 +150,6 @@ pub struct Target<'a> {
     pub href: Option<Cow<'a, str>>,
 }
 
-impl Entry<'_> {
-    /// An unknown field's value, as sent.
-    pub fn other(&self, key: &str) -> Option<&str> {
-        self.other
-            .iter()
-            .find(|(k, _)| k.as_ref() == key)
-            .map(|(_, v)| *v)
-    }
-
-    /// The unknown fields as a JSON object (a value that does not parse is left out).
-    pub fn other_map(&self) -> serde_json::Map<String, Value> {
-        self.other
-            .iter()
-            .filter_map(|(k, v)| Some((k.to_string(), serde_json::from_str(v).ok()?)))
-            .collect()
-    }
-}
-
 /// Reads an entry as stored (never fails: a non-object or unreadable text yields an empty
 /// entry).
 pub fn parse_entry(raw: &str) -> Entry<'_> {
@@ -178,17 +160,22 @@ pub fn parse_entry(raw: &str) -> Entry<'_> {
         .request_time
         .as_deref()
         .and_then(crate::clock::parse_rfc3339_ms);
-    // Stable sort, then keep the last of equal keys (as a map insert would).
-    entry.other.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut kept: Vec<(Cow<'_, str>, &str)> = Vec::with_capacity(entry.other.len());
-    for f in entry.other.drain(..) {
-        match kept.last_mut() {
-            Some(last) if last.0 == f.0 => *last = f,
-            _ => kept.push(f),
-        }
-    }
-    entry.other = kept;
+    sort_keep_last(&mut entry.other);
     entry
+}
+
+/// Sorts fields by key and keeps the last of equal keys, as inserting them into a map would.
+fn sort_keep_last<V>(fields: &mut Vec<(Cow<'_, str>, V)>) {
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    // The sort is stable, and dedup keeps the first of a run: moving each later field into
+    // the kept slot leaves the last one there.
+    fields.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
 }
 
 struct EntryWire<'a>(Entry<'a>);
@@ -258,39 +245,26 @@ struct MaybeTarget<'a>(Option<Target<'a>>);
 
 impl<'de> Deserialize<'de> for MaybeTarget<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Taken whole, then read as an object only when it is one (targets are small).
+        let raw = <&'de RawValue>::deserialize(d)?;
+        if !raw.get().starts_with('{') {
+            return Ok(MaybeTarget(None));
+        }
+        serde_json::from_str::<TargetWire<'de>>(raw.get())
+            .map(|t| MaybeTarget(Some(t.0)))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+struct TargetWire<'a>(Target<'a>);
+
+impl<'de> Deserialize<'de> for TargetWire<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
-            type Value = MaybeTarget<'de>;
+            type Value = TargetWire<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(MaybeTarget(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(MaybeTarget(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(MaybeTarget(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(MaybeTarget(None))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(MaybeTarget(None))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(MaybeTarget(None))
-            }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(MaybeTarget(None))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Self::Value, A::Error> {
-                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(MaybeTarget(None))
+                f.write_str("a JSON object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
@@ -309,10 +283,10 @@ impl<'de> Deserialize<'de> for MaybeTarget<'de> {
                     };
                     *slot = a.next_value::<MaybeStr<'de>>()?.0;
                 }
-                Ok(MaybeTarget(Some(t)))
+                Ok(TargetWire(t))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_map(V)
     }
 }
 
@@ -434,18 +408,8 @@ pub fn canonical(raw: &str) -> (String, Option<i64>) {
 /// Appends the canonical form of `raw` to `out` (see [`canonical`]); returns its `requestTime`.
 fn canonical_into(raw: &str, out: &mut Vec<u8>) -> Option<i64> {
     let start = out.len();
-    let mut de = serde_json::Deserializer::from_str(raw);
     let mut request_time = None;
-    let ok = serde::de::DeserializeSeed::deserialize(
-        Canon {
-            out: &mut *out,
-            request_time: Some(&mut request_time),
-        },
-        &mut de,
-    )
-    .and_then(|()| de.end())
-    .is_ok();
-    if !ok {
+    if !write_canonical(raw, out, Some(&mut request_time)) {
         // Valid JSON to the page parser but not to a `Value` (a number beyond f64, say): the
         // exact text stands in, so two such entries can never collapse into one id.
         out.truncate(start);
@@ -459,15 +423,24 @@ fn canonical_into(raw: &str, out: &mut Vec<u8>) -> Option<i64> {
 /// `Value` is returned with its line breaks dropped.
 pub fn canonical_value(raw: &str) -> String {
     let mut out = Vec::with_capacity(raw.len());
-    let mut de = serde_json::Deserializer::from_str(raw);
-    let seed = Canon {
-        out: &mut out,
-        request_time: None,
-    };
-    match serde::de::DeserializeSeed::deserialize(seed, &mut de).and_then(|()| de.end()) {
-        Ok(()) => String::from_utf8(out).unwrap_or_default(),
-        Err(_) => raw.chars().filter(|c| *c != '\n' && *c != '\r').collect(),
+    if write_canonical(raw, &mut out, None) {
+        String::from_utf8(out).unwrap_or_default()
+    } else {
+        raw.chars().filter(|c| *c != '\n' && *c != '\r').collect()
     }
+}
+
+/// Appends the canonical form of `raw` to `out` (and, given a slot, the top level's
+/// `requestTime`); false when `raw` does not parse into a `Value` (`out` may then hold a part).
+fn write_canonical(
+    raw: &str,
+    out: &mut Vec<u8>,
+    request_time: Option<&mut Option<String>>,
+) -> bool {
+    let mut de = serde_json::Deserializer::from_str(raw);
+    serde::de::DeserializeSeed::deserialize(Canon { out, request_time }, &mut de)
+        .and_then(|()| de.end())
+        .is_ok()
 }
 
 /// Writes the canonical form of one JSON value; at the top level also picks out `requestTime`
@@ -520,7 +493,7 @@ impl<'de> serde::de::Visitor<'de> for Canon<'_> {
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
         // Borrowed means the input held no escape sequence, so (raw control characters being
         // invalid JSON) nothing in it needs escaping: it is written as it stands.
-        put_plain_str(self.out, v);
+        crate::normalize::push_plain_str(self.out, v);
         Ok(())
     }
     fn visit_unit<E>(self) -> Result<(), E> {
@@ -554,7 +527,7 @@ impl<'de> serde::de::Visitor<'de> for Canon<'_> {
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         // (key, where its canonical value sits in `values`)
-        let mut fields: Vec<(std::borrow::Cow<'de, str>, usize, usize)> = Vec::with_capacity(16);
+        let mut fields: Vec<(Cow<'de, str>, (usize, usize))> = Vec::with_capacity(16);
         let mut values = Vec::with_capacity(512);
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
             let start = values.len();
@@ -562,49 +535,26 @@ impl<'de> serde::de::Visitor<'de> for Canon<'_> {
                 out: &mut values,
                 request_time: None,
             })?;
-            fields.push((key.0, start, values.len()));
+            fields.push((key.0, (start, values.len())));
         }
-        // Stable sort, then keep the last of equal keys (as a map insert would).
-        fields.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut kept: Vec<&(std::borrow::Cow<'de, str>, usize, usize)> =
-            Vec::with_capacity(fields.len());
-        for f in &fields {
-            match kept.last_mut() {
-                Some(last) if last.0 == f.0 => *last = f,
-                _ => kept.push(f),
-            }
-        }
+        sort_keep_last(&mut fields);
         self.out.push(b'{');
-        for (i, (key, start, end)) in kept.iter().enumerate() {
+        for (i, (key, (start, end))) in fields.iter().enumerate() {
             if i > 0 {
                 self.out.push(b',');
             }
-            match key {
-                Cow::Borrowed(k) => put_plain_str(self.out, k),
-                Cow::Owned(k) => {
-                    let _ = serde_json::to_writer(&mut *self.out, k);
-                }
-            }
+            crate::normalize::push_cow_str(self.out, key);
             self.out.push(b':');
             self.out.extend_from_slice(&values[*start..*end]);
         }
         self.out.push(b'}');
         if let Some(slot) = self.request_time {
-            if let Some((_, start, end)) = kept.iter().find(|f| f.0 == "requestTime") {
+            if let Some((_, (start, end))) = fields.iter().find(|f| f.0 == "requestTime") {
                 *slot = serde_json::from_slice::<String>(&values[*start..*end]).ok();
             }
         }
         Ok(())
     }
-}
-
-/// Writes a string that needs no escaping (checked in debug builds).
-fn put_plain_str(out: &mut Vec<u8>, s: &str) {
-    debug_assert!(!s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
-    out.reserve(s.len() + 2);
-    out.push(b'"');
-    out.extend_from_slice(s.as_bytes());
-    out.push(b'"');
 }
 
 /// A map key, borrowed from the input when it has no escapes.
@@ -730,7 +680,7 @@ mod tests {
         assert_eq!(e.system_account, None);
         assert_eq!(e.task_id.as_deref(), Some("t"));
         assert_eq!(e.target.as_ref().and_then(|t| t.id.as_deref()), Some("x"));
-        assert_eq!(e.other("newField"), Some("[1]"));
+        assert_eq!(e.other, vec![(Cow::Borrowed("newField"), "[1]")]);
         assert_eq!(parse_entry("[1,2]"), Entry::default());
     }
 
